@@ -1,0 +1,205 @@
+"""The one exception tree of mmstudio.
+
+    StudioError
+    ├── ConfigError                    bad settings or config file (names file, field, allowed values)
+    ├── NotFound
+    │   └── ModelNotFound              unknown model id; carries what is available
+    ├── InvalidRequest                 the caller's input is wrong
+    ├── RateLimited                    our own limits said no (retry_after)
+    ├── EndpointTestFailed             a connection test before registering an endpoint failed
+    ├── JobError
+    └── ProviderError                  anything an upstream did wrong; the router falls back only on these
+        ├── ProviderHTTPError          an HTTP status from upstream (status, retry_after)
+        │   ├── AuthenticationError        401/403, xAI's 400 for a bad key, Gemini's API_KEY_INVALID
+        │   ├── ProviderRateLimited        429 (retry_after from the headers when given)
+        │   ├── ContextTooLong
+        │   ├── UpstreamModelNotFound
+        │   ├── BadRequest                 other 4xx
+        │   └── ProviderUnavailable        5xx, Anthropic's 529
+        ├── ContentFiltered            the upstream refused or blocked the content
+        ├── ProviderTimeout
+        ├── ProviderConnectionError    connection refused, DNS, reset before a response
+        ├── ProviderProtocolError      the upstream said something we cannot parse (or 200 with an error body)
+        └── MidStreamError             a stream failed after it started (partial_text kept)
+
+Only the web layer maps these to HTTP status codes. Messages never contain secrets: adapters
+pass every upstream message through `redact` with the keys they know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class StudioError(Exception):
+    """Base of every error mmstudio raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StudioError):
+    """Settings or the config file are wrong."""
+
+
+class NotFound(StudioError):
+    """A thing the caller named does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """A model id that resolves to nothing; `available` lists what would."""
+
+    def __init__(self, model: str, available: Sequence[str], message: str | None = None) -> None:
+        shown = ", ".join(available[:50]) if available else "none (register or detect a model first)"
+        more = f" (and {len(available) - 50} more)" if len(available) > 50 else ""
+        super().__init__(message or f"Unknown model {model!r}. Available: {shown}{more}")
+        self.model = model
+        self.available = list(available)
+
+
+class InvalidRequest(StudioError):
+    """The caller's input is wrong; the message says what and what is allowed."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class RateLimited(StudioError):
+    """One of our own limits refused the request."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class EndpointTestFailed(StudioError):
+    """Registering an endpoint failed its connection test; nothing was saved."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class JobError(StudioError):
+    """A background job failed or was asked to do something its state forbids."""
+
+
+class ProviderError(StudioError):
+    """An upstream failed. `retryable` says whether trying again (or elsewhere) can help."""
+
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        model: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> str:
+        """A short stable name for metrics and API bodies (e.g. ``rate_limited``)."""
+        return _KIND_NAMES.get(type(self), "provider_error")
+
+
+class ProviderHTTPError(ProviderError):
+    """The upstream answered with an error status."""
+
+
+class AuthenticationError(ProviderHTTPError):
+    retryable = False
+
+
+class ProviderRateLimited(ProviderHTTPError):
+    retryable = True
+
+
+class ContextTooLong(ProviderHTTPError):
+    retryable = False
+
+
+class UpstreamModelNotFound(ProviderHTTPError):
+    retryable = False
+
+
+class BadRequest(ProviderHTTPError):
+    retryable = False
+
+
+class ProviderUnavailable(ProviderHTTPError):
+    retryable = True
+
+
+class ContentFiltered(ProviderError):
+    retryable = False
+
+
+class ProviderTimeout(ProviderError):
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    retryable = True
+
+
+class ProviderProtocolError(ProviderError):
+    retryable = True
+
+
+class MidStreamError(ProviderError):
+    """A stream broke after it started; `partial_text` is what had arrived."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, partial_text: str = "", **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.partial_text = partial_text
+
+
+_KIND_NAMES: dict[type[ProviderError], str] = {
+    ProviderError: "provider_error",
+    ProviderHTTPError: "http_error",
+    AuthenticationError: "authentication",
+    ProviderRateLimited: "rate_limited",
+    ContextTooLong: "context_too_long",
+    UpstreamModelNotFound: "model_not_found",
+    BadRequest: "bad_request",
+    ProviderUnavailable: "unavailable",
+    ContentFiltered: "content_filtered",
+    ProviderTimeout: "timeout",
+    ProviderConnectionError: "connection_refused",
+    ProviderProtocolError: "protocol_error",
+    MidStreamError: "mid_stream_error",
+}
+
+REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Remove every secret (and any long prefix of one an upstream may echo) from `text`."""
+    for secret in secrets:
+        if not secret or len(secret) < 4:
+            continue
+        text = text.replace(secret, REDACTED)
+        # Vendors echo keys partially ("Incorrect API key provided: sk-abc...xyz"): cut any
+        # 8+ character run of the key too.
+        if len(secret) >= 8:
+            for size in range(len(secret) - 1, 7, -1):
+                for start in range(0, len(secret) - size + 1):
+                    piece = secret[start : start + size]
+                    if piece in text:
+                        text = text.replace(piece, REDACTED)
+    return text
