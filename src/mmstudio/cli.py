@@ -1,0 +1,273 @@
+"""The `mmstudio` command line (Typer + Rich): serve, models, chat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmstudio import __version__
+from mmstudio.domain.registry import ModelRequest
+from mmstudio.domain.types import ModelView
+from mmstudio.errors import StudioError
+from mmstudio.providers.base import Message
+from mmstudio.settings import Settings
+from mmstudio.studio import Studio
+
+T = TypeVar("T")
+
+app = typer.Typer(help="mmstudio: your models, local and cloud, in one studio.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+models_app = typer.Typer(help="List, detect, register and check models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file (or MMSTUDIO_CONFIG)")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (or MMSTUDIO_DATA_DIR)")]
+
+DOTS = {"healthy": "[green]●[/]", "offline": "[red]●[/]", "checking": "[bright_black]●[/]"}
+
+
+def _settings(config: Path | None, data_dir: Path | None, **extra: Any) -> Settings:
+    return Settings.from_env(config_path=config, data_dir=data_dir, **extra)
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; a StudioError becomes a red message and exit code 1, never a traceback."""
+    try:
+        return asyncio.run(make())
+    except StudioError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+async def _with_studio(settings: Settings, work: Callable[[Studio], Awaitable[T]]) -> T:
+    studio = await Studio.open(settings)
+    try:
+        return await work(studio)
+    finally:
+        await studio.close()
+
+
+async def _refresh(studio: Studio) -> None:
+    with console.status("Detecting local engines and checking health…"):
+        await asyncio.gather(studio.registry.detect(), studio.registry.health.check_all())
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
+    if version:
+        console.print(f"mmstudio {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8765,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the studio (web UI, studio API, OpenAI-compatible API) on embedded defaults."""
+    import uvicorn
+
+    from mmstudio.web.app import create_app
+
+    try:
+        settings = _settings(config, data_dir, host=host, port=port)
+    except StudioError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+    err.print(f"mmstudio {__version__} on http://{host}:{port}  (data: {settings.data_dir.resolve()})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+
+
+@models_app.command("list")
+def models_list(
+    all_models: Annotated[bool, typer.Option("--all", help="also list every model of cloud providers without a key")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Every model with its provider, modality, capabilities, health and latency."""
+
+    async def work(studio: Studio) -> list[ModelView]:
+        await _refresh(studio)
+        return studio.registry.views()
+
+    views = _run(lambda: _with_studio(_settings(config, data_dir), work))
+    if as_json:
+        from mmstudio.web.schemas import ModelPublic
+
+        print(json.dumps([ModelPublic.of(v).model_dump(mode="json") for v in views], indent=2))
+        return
+    shown = [v for v in views if all_models or v.endpoint.enabled]
+    hidden: dict[str, tuple[int, str]] = {}
+    for v in views:
+        if v not in shown:
+            count, var = hidden.get(v.endpoint.display_name, (0, v.endpoint.key_env or ""))
+            hidden[v.endpoint.display_name] = (count + 1, var)
+    table = Table(title="Models", header_style="bold")
+    for column in ("", "Model id", "Name", "Modality", "Capabilities", "Latency", "Sessions", "Last used"):
+        table.add_column(column)
+    shown.sort(key=lambda v: (v.entry.kind != "local", v.entry.provider_id, v.entry.id))
+    for v in shown:
+        caps = v.entry.capabilities
+        badges = " ".join(name for name, on in (("tools", caps.tools), ("vision", caps.vision),
+                                                 ("json", caps.json_mode), ("stream", caps.streaming)) if on)
+        status = v.health.status if v.available else "offline"
+        latency = f"{v.health.latency_ms:.0f} ms" if v.health.latency_ms is not None and v.available else "—"
+        last = v.usage.last_used_at.strftime("%Y-%m-%d %H:%M") if v.usage.last_used_at else "—"
+        table.add_row(DOTS[status], v.entry.id, v.entry.display_name, v.entry.modality, badges, latency,
+                      str(v.usage.sessions), last)
+    if shown:
+        console.print(table)
+    else:
+        console.print("No models yet. Start Ollama or LM Studio, set a cloud key, or run `mmstudio models add`.")
+    for name, (count, var) in sorted(hidden.items()):
+        console.print(f"[bright_black]{name}: {count} models unavailable; set {var} to enable them (--all lists them)[/]")
+
+
+@models_app.command("detect")
+def models_detect(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Look for local engines (Ollama, LM Studio, registered endpoints) and list what they serve."""
+
+    async def work(studio: Studio) -> Any:
+        with console.status("Detecting local engines…"):
+            return await studio.registry.detect()
+
+    results = _run(lambda: _with_studio(_settings(config, data_dir), work))
+    for r in results:
+        if r.ok:
+            console.print(f"[green]●[/] {r.provider_id}: {len(r.models)} model(s): {', '.join(r.models) or '—'}")
+        else:
+            console.print(f"[red]●[/] {r.provider_id}: {r.error}")
+
+
+@models_app.command("health")
+def models_health(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Probe every endpoint now and show status and latency."""
+
+    async def work(studio: Studio) -> Any:
+        with console.status("Probing endpoints…"):
+            states = await studio.registry.health.check_all()
+        return [(e, states.get(e.id)) for e in studio.registry.endpoints()]
+
+    rows = _run(lambda: _with_studio(_settings(config, data_dir), work))
+    table = Table(title="Endpoints", header_style="bold")
+    for column in ("", "Provider", "Name", "URL", "Latency", "Detail"):
+        table.add_column(column)
+    for endpoint, state in rows:
+        if state is None:
+            table.add_row(DOTS["offline"], endpoint.provider_id, endpoint.display_name, endpoint.base_url, "—",
+                          f"set {endpoint.key_env} to enable")
+            continue
+        latency = f"{state.latency_ms:.0f} ms" if state.latency_ms is not None else "—"
+        table.add_row(DOTS[state.status], endpoint.provider_id, endpoint.display_name, endpoint.base_url, latency,
+                      state.last_error or (f"version {state.version}" if state.version else "ok"))
+    console.print(table)
+
+
+@models_app.command("add")
+def models_add(
+    platform: Annotated[str, typer.Option(help="ollama, lmstudio or openai_compat")],
+    model: Annotated[str, typer.Option(help="the model's name on the endpoint, e.g. gemma-2-2b")],
+    name: Annotated[str, typer.Option(help="your name for it, e.g. 'My Gemma 2B'")] = "",
+    url: Annotated[str | None, typer.Option(help="base URL (defaults to the platform's usual port)")] = None,
+    alias: Annotated[str | None, typer.Option(help="a short alias to address it by")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the endpoint's key")] = None,
+    provider: Annotated[str | None, typer.Option(help="provider id used in model ids (default: from platform)")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Register a model on an endpoint. The connection is tested first; a failure saves nothing."""
+    from mmstudio.domain.endpoints import DEFAULT_URLS
+
+    if platform not in DEFAULT_URLS:
+        err.print(f"[red]error:[/] --platform {platform!r} is not allowed; use one of: {', '.join(DEFAULT_URLS)}")
+        raise typer.Exit(2)
+    key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not key:
+        err.print(f"[red]error:[/] {api_key_env} is not set")
+        raise typer.Exit(2)
+    base_url = url or DEFAULT_URLS[platform]
+
+    async def work(studio: Studio) -> Any:
+        with console.status(f"Testing {base_url}…"):
+            return await studio.registry.register(
+                platform=platform,  # type: ignore[arg-type]
+                base_url=base_url, api_key=key, name=provider,
+                models=[ModelRequest(model=model, name=name or model, alias=alias)],
+            )
+
+    registered = _run(lambda: _with_studio(_settings(config, data_dir), work))
+    for m in registered.models:
+        if m.upstream_model in (model, f"{model}:latest"):
+            console.print(f"[green]✓[/] registered {m.display_name!r} as {registered.provider_id}/{m.upstream_model}"
+                          + (f" (alias {m.alias})" if m.alias else ""))
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="provider/model, a registered name or an alias")],
+    prompt: Annotated[str | None, typer.Argument(help="the prompt; omit for an interactive chat")] = None,
+    system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Chat with a model: streams the answer; without a prompt, an interactive session (/exit to quit)."""
+    settings = _settings(config, data_dir)
+    history: list[Message] = [Message.text("system", system)] if system else []
+
+    async def answer(studio: Studio) -> None:
+        parts: list[str] = []
+        async for event in studio.stream_chat(model, history):
+            if event.type == "text":
+                parts.append(event.text)
+                sys.stdout.write(event.text)
+                sys.stdout.flush()
+        sys.stdout.write("\n")
+        history.append(Message.text("assistant", "".join(parts)))
+
+    async def work(studio: Studio) -> None:
+        resolved = studio.registry.resolve(model)
+        if prompt is not None:
+            history.append(Message.text("user", prompt))
+            await answer(studio)
+            return
+        err.print(f"Chatting with {resolved.display_name} ({resolved.entry.id}). /exit to quit.")
+        while True:
+            try:
+                line = await asyncio.to_thread(input, "> ")
+            except EOFError:
+                break
+            if line.strip() in ("/exit", "/quit"):
+                break
+            if not line.strip():
+                continue
+            history.append(Message.text("user", line))
+            try:
+                await answer(studio)
+            except StudioError as exc:
+                history.pop()
+                err.print(f"[red]error:[/] {exc.message}")
+
+    _run(lambda: _with_studio(settings, work))
+
+
+def main() -> None:
+    app()

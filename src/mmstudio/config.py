@@ -1,0 +1,164 @@
+"""The optional YAML config file: models, aliases, fallback chains, timeouts.
+
+Every error names the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mmstudio.errors import ConfigError
+
+Platform = Literal["ollama", "lmstudio", "openai_compat"]
+Modality = Literal["chat", "code", "image", "video", "embedding"]
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CapabilityOverride(_Strict):
+    streaming: bool | None = None
+    tools: bool | None = None
+    vision: bool | None = None
+    json_mode: bool | None = None
+    reference_images: bool | None = None
+    input_fidelity: bool | None = None
+    context_length: int | None = Field(default=None, gt=0)
+
+
+class ModelConfig(_Strict):
+    """A model entry: overrides a catalog or detected model, or declares one."""
+
+    id: str = Field(description="provider/model")
+    name: str | None = None
+    modality: Modality | None = None
+    capabilities: CapabilityOverride | None = None
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+    fallbacks: tuple[str, ...] = ()
+    input_price: float | None = Field(default=None, ge=0, description="USD per million input tokens")
+    output_price: float | None = Field(default=None, ge=0, description="USD per million output tokens")
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not MODEL_ID.match(value):
+            raise ValueError(f"must look like 'provider/model', got {value!r}")
+        return value
+
+
+class EndpointConfigEntry(_Strict):
+    """A local or self-hosted server to detect models on."""
+
+    name: str = Field(description="provider id used in model ids, e.g. 'gpu-box'")
+    platform: Platform
+    base_url: str
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError("must be lowercase letters, digits, '-' or '_' (at most 40), e.g. 'gpu-box'")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class Timeouts(_Strict):
+    local: float = Field(default=30.0, gt=0, le=3600)
+    cloud: float = Field(default=60.0, gt=0, le=3600)
+
+
+class StudioConfig(_Strict):
+    default_model: str | None = None
+    aliases: dict[str, str] = Field(default_factory=dict)
+    fallback_chain: tuple[str, ...] = ()
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
+    detect_local: bool = True
+    endpoints: tuple[EndpointConfigEntry, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for alias, target in value.items():
+            if not MODEL_ID.match(target):
+                raise ValueError(f"alias {alias!r} must point at 'provider/model', got {target!r}")
+        return value
+
+
+def load_config(path: Path) -> StudioConfig:
+    """Read and validate a YAML config file, or raise ConfigError saying exactly what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+    if data is None:
+        return StudioConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, got {type(data).__name__}")
+    try:
+        return StudioConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_fields(error["loc"])
+            message = f"unknown field; allowed here: {', '.join(allowed)}" if allowed else "unknown field"
+        lines.append(f"{path}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = StudioConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        inner = _model_in(info.annotation)
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,102 @@
+"""Which endpoints exist (built-in local engines, config, user-registered, cloud) and connection tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from mmstudio.config import StudioConfig
+from mmstudio.domain.types import PLATFORM_LABELS, Endpoint, Platform, RegisteredEndpoint
+from mmstudio.errors import (
+    AuthenticationError,
+    EndpointTestFailed,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+    ProviderTimeout,
+    UpstreamModelNotFound,
+)
+from mmstudio.providers.base import ProviderAdapter, RemoteModel
+from mmstudio.settings import CloudProviderSettings
+
+BUILTIN_OLLAMA = "ollama"
+BUILTIN_LMSTUDIO = "lmstudio"
+DEFAULT_URLS: dict[str, str] = {
+    "ollama": "http://127.0.0.1:11434",
+    "lmstudio": "http://127.0.0.1:1234/v1",
+    "openai_compat": "http://127.0.0.1:8000/v1",
+}
+
+
+def build_endpoints(
+    *,
+    config: StudioConfig,
+    cloud: Mapping[str, CloudProviderSettings],
+    ollama_url: str,
+    lmstudio_url: str,
+    registered: list[RegisteredEndpoint],
+    environ: Mapping[str, str],
+) -> list[Endpoint]:
+    """Every endpoint, local first. A registered endpoint with a built-in's provider id replaces it."""
+    by_provider: dict[str, Endpoint] = {}
+    if config.detect_local:
+        by_provider["ollama"] = Endpoint(BUILTIN_OLLAMA, "ollama", "ollama", ollama_url, "local", "builtin", "Ollama")
+        by_provider["lmstudio"] = Endpoint(
+            BUILTIN_LMSTUDIO, "lmstudio", "lmstudio", lmstudio_url, "local", "builtin", "LM Studio"
+        )
+    for entry in config.endpoints:
+        key = environ.get(entry.api_key_env) if entry.api_key_env else None
+        by_provider[entry.name] = Endpoint(
+            f"config:{entry.name}", entry.name, entry.platform, entry.base_url, "local", "config",
+            f"{entry.name} ({PLATFORM_LABELS[entry.platform]})", api_key=key or None,
+        )
+    for reg in registered:
+        by_provider[reg.provider_id] = Endpoint(
+            reg.id, reg.provider_id, reg.platform, reg.base_url, "local", "user",
+            _registered_label(reg), api_key=reg.api_key,
+        )
+    for provider, settings in cloud.items():
+        by_provider[provider] = Endpoint(
+            f"cloud:{provider}", provider, provider, settings.base_url, "cloud", "cloud",
+            PLATFORM_LABELS[provider], api_key=settings.api_key, key_env=settings.key_env,
+        )
+    return sorted(by_provider.values(), key=lambda e: (e.kind != "local", e.source == "cloud", e.provider_id))
+
+
+def _registered_label(reg: RegisteredEndpoint) -> str:
+    label = PLATFORM_LABELS[reg.platform]
+    return label if reg.provider_id in (BUILTIN_OLLAMA, BUILTIN_LMSTUDIO) else f"{reg.provider_id} ({label})"
+
+
+def describe_failure(platform: str, base_url: str, exc: ProviderError) -> EndpointTestFailed:
+    """Turn a failed connection test into the exact cause, in words a user can act on."""
+    label = PLATFORM_LABELS.get(platform, platform)
+    where = f"{label} at {base_url}"
+    if isinstance(exc, ProviderConnectionError):
+        return EndpointTestFailed(f"Could not connect to {where}: connection refused or unreachable. Is it running?",
+                                  "connection_refused")
+    if isinstance(exc, ProviderTimeout):
+        return EndpointTestFailed(f"{where} did not answer in time (timeout).", "timeout")
+    if isinstance(exc, AuthenticationError):
+        return EndpointTestFailed(f"{where} rejected the API key (HTTP {exc.status}).", "authentication")
+    if isinstance(exc, UpstreamModelNotFound | ProviderProtocolError) or (
+        isinstance(exc, ProviderHTTPError) and exc.status in (404, 405)
+    ):
+        kind = "an Ollama server" if platform == "ollama" else "an OpenAI-compatible server"
+        return EndpointTestFailed(f"{where} answered, but it is not {kind}: {exc.message}", f"not_{platform}_server")
+    if isinstance(exc, ProviderHTTPError):
+        return EndpointTestFailed(f"{where} answered HTTP {exc.status}: {exc.message}", f"http_{exc.status}")
+    return EndpointTestFailed(f"{where} failed: {exc.message}", "error")
+
+
+async def check_connection(
+    adapter: ProviderAdapter, platform: Platform, base_url: str
+) -> list[RemoteModel]:
+    """List the endpoint's models; any failure becomes EndpointTestFailed naming the cause."""
+    try:
+        return await adapter.list_models()
+    except ProviderError as exc:
+        raise describe_failure(platform, base_url, exc) from exc
+
+
+AdapterFactory = Callable[[Endpoint], ProviderAdapter]

@@ -1,0 +1,126 @@
+"""Domain objects of the model registry: endpoints, model entries, health, usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from mmstudio.providers.base import Capabilities
+
+Kind = Literal["local", "cloud"]
+HealthStatus = Literal["healthy", "offline", "checking"]
+Modality = Literal["chat", "code", "image", "video", "embedding"]
+Platform = Literal["ollama", "lmstudio", "openai_compat"]
+
+# Which adapter speaks to which flavor of server.
+PROTOCOL_OF_FLAVOR: dict[str, str] = {
+    "ollama": "ollama",
+    "lmstudio": "openai_compat",
+    "openai_compat": "openai_compat",
+    "openai": "openai_compat",
+    "xai": "openai_compat",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+}
+
+PLATFORM_LABELS: dict[str, str] = {
+    "ollama": "Ollama",
+    "lmstudio": "LM Studio",
+    "openai_compat": "OpenAI-compatible server",
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "gemini": "Google Gemini",
+    "xai": "xAI",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server mmstudio talks to. `flavor` picks adapter and quirks; `provider_id` prefixes model ids."""
+
+    id: str
+    provider_id: str
+    flavor: str
+    base_url: str
+    kind: Kind
+    source: Literal["builtin", "config", "user", "cloud"]
+    display_name: str
+    api_key: str | None = field(default=None, repr=False)
+    key_env: str | None = None  # cloud: the variable that enables it
+
+    @property
+    def protocol(self) -> str:
+        return PROTOCOL_OF_FLAVOR[self.flavor]
+
+    @property
+    def enabled(self) -> bool:
+        return self.kind == "local" or bool(self.api_key)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model in the registry. `id` is ``provider/model``; `upstream` is the upstream's own name."""
+
+    id: str
+    provider_id: str
+    upstream: str
+    display_name: str
+    modality: Modality
+    capabilities: Capabilities
+    kind: Kind
+    source: Literal["catalog", "detected", "registered", "config"]
+    input_price: float | None = None  # USD per million tokens
+    output_price: float | None = None
+    aliases: tuple[str, ...] = ()
+    registered_id: str | None = None
+    timeout: float | None = None
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthState:
+    status: HealthStatus = "checking"
+    latency_ms: float | None = None
+    last_error: str | None = None
+    last_checked: datetime | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    sessions: int = 0
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What the API and CLI show for a model: entry plus availability, health and usage."""
+
+    entry: ModelEntry
+    endpoint: Endpoint
+    available: bool
+    unavailable_reason: str | None
+    health: HealthState
+    usage: ModelUsage
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    id: str
+    endpoint_id: str
+    upstream_model: str
+    display_name: str
+    alias: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RegisteredEndpoint:
+    id: str
+    provider_id: str
+    platform: Platform
+    base_url: str
+    created_at: datetime
+    api_key: str | None = field(default=None, repr=False)
+    models: tuple[RegisteredModel, ...] = ()
