@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -95,7 +95,7 @@ class FakeServer:
 
     # -- scripting -----------------------------------------------------------------------------
 
-    def script(self, *replies: Reply) -> FakeServer:
+    def script(self, *replies: Reply) -> Self:
         with self._lock:
             self._script.extend(replies)
         return self
@@ -124,8 +124,11 @@ class FakeServer:
     async def record(self, request: Request) -> Recorded:
         body = await request.body()
         rec = Recorded(
-            method=request.method, path=request.url.path, headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params), body=body,
+            method=request.method,
+            path=request.url.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            query=dict(request.query_params),
+            body=body,
         )
         self.requests.append(rec)
         return rec
@@ -137,19 +140,27 @@ class FakeServer:
         if seconds > 0:
             await asyncio.sleep(seconds)
 
-    def json_response(self, payload: Any, reply: Reply, status: int | None = None, media_type: str = "application/json") -> Response:
+    def json_response(
+        self, payload: Any, reply: Reply, status: int | None = None, media_type: str = "application/json"
+    ) -> Response:
         body = reply.raw if reply.raw is not None else json.dumps(payload).encode()
         if reply.drop_after is not None:
             return self._truncated(body, status or reply.status, reply.headers, media_type)
-        return Response(body, status_code=status or reply.status, headers=reply.headers, media_type=media_type)
+        return Response(
+            body, status_code=status or reply.status, headers=reply.headers, media_type=media_type
+        )
 
     def _truncated(self, body: bytes, status: int, headers: dict[str, str], media_type: str) -> Response:
         async def half() -> AsyncIterator[bytes]:
             yield body[: max(1, len(body) // 2)]
             raise DropConnection("scripted drop")
 
-        return StreamingResponse(half(), status_code=status, headers={**headers, "content-length": str(len(body))},
-                                 media_type=media_type)
+        return StreamingResponse(
+            half(),
+            status_code=status,
+            headers={**headers, "content-length": str(len(body))},
+            media_type=media_type,
+        )
 
     def stream_response(self, pieces: Iterable[bytes], reply: Reply, media_type: str) -> StreamingResponse:
         """Send `pieces` one by one, honouring `chunk_delay` and `drop_after`."""
@@ -162,18 +173,21 @@ class FakeServer:
                     await asyncio.sleep(reply.chunk_delay)
                 yield piece
 
-        return StreamingResponse(body(), status_code=reply.status, headers=reply.headers, media_type=media_type)
+        return StreamingResponse(
+            body(), status_code=reply.status, headers=reply.headers, media_type=media_type
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         app = Starlette(routes=self.routes())
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1,
-                                access_log=False)
+        config = uvicorn.Config(
+            app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1, access_log=False
+        )
         self._server = uvicorn.Server(config)
         started = threading.Event()
 
@@ -185,7 +199,8 @@ class FakeServer:
             async def serve() -> None:
                 assert self._server is not None
                 task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
-                while not self._server.started and not task.done():
+                # uvicorn exposes no start event; poll its flag (bounded by the caller's wait).
+                while not self._server.started and not task.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.005)
                 started.set()
                 await task
@@ -211,8 +226,9 @@ class FakeServer:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> FakeServer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

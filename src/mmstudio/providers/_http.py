@@ -39,7 +39,7 @@ from mmstudio.providers.base import (
     make_timeout,
 )
 
-_CONTEXT_MARKERS = (
+CONTEXT_MARKERS = (
     "context_length_exceeded",
     "context length",
     "maximum context",
@@ -47,6 +47,9 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
     "exceeds the context",
     "input is too long",
+    "exceed context",
+    "context size",
+    "maximum prompt length",
 )
 
 
@@ -92,7 +95,7 @@ def error_for_status(
         return UpstreamModelNotFound(full, **kwargs)
     if status == 408:
         return ProviderTimeout(full, **kwargs)
-    if any(marker in lowered for marker in _CONTEXT_MARKERS):
+    if any(marker in lowered for marker in CONTEXT_MARKERS):
         return ContextTooLong(full, **kwargs)
     if status == 413:
         return ContextTooLong(full, **kwargs)
@@ -107,7 +110,8 @@ def decode_json(body: bytes | str, config: EndpointConfig, what: str) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         snippet = body[:200] if isinstance(body, str) else body[:200].decode("utf-8", "replace")
         raise ProviderProtocolError(
-            f"{config.provider or 'upstream'} sent {what} that is not JSON: {redact(snippet, config.secrets)!r}",
+            f"{config.provider or 'upstream'} sent {what} that is not JSON: "
+            f"{redact(snippet, config.secrets)!r}",
             provider=config.provider,
         ) from exc
 
@@ -127,10 +131,15 @@ class HTTPAdapter:
     def headers(self) -> dict[str, str]:
         return dict(self.config.headers)
 
-    def error_from_response(self, status: int, body: bytes, headers: Mapping[str, str], model: str | None) -> ProviderError:
+    def error_from_response(
+        self, status: int, body: bytes, headers: Mapping[str, str], model: str | None
+    ) -> ProviderError:
         """Turn a non-2xx response into an exception. Subclasses parse their vendor's body."""
         return error_for_status(
-            status, body.decode("utf-8", "replace")[:500], config=self.config, model=model,
+            status,
+            body.decode("utf-8", "replace")[:500],
+            config=self.config,
+            model=model,
             retry_after=parse_retry_after(headers),
         )
 
@@ -153,7 +162,9 @@ class HTTPAdapter:
             raise ProviderTimeout(f"{where} timed out ({type(exc).__name__})", **kwargs) from exc
         except httpx.ConnectError as exc:
             detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
-            raise ProviderConnectionError(f"{where} refused the connection or is unreachable: {detail}", **kwargs) from exc
+            raise ProviderConnectionError(
+                f"{where} refused the connection or is unreachable: {detail}", **kwargs
+            ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError) as exc:
             detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
             raise ProviderConnectionError(f"{where} dropped the connection: {detail}", **kwargs) from exc
@@ -162,14 +173,24 @@ class HTTPAdapter:
             raise ProviderProtocolError(f"{where} failed: {detail}", **kwargs) from exc
 
     async def request_json(
-        self, method: str, path: str, *, model: str | None = None, json_body: Any = None,
-        timeout: httpx.Timeout | None = None, params: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        model: str | None = None,
+        json_body: Any = None,
+        timeout: httpx.Timeout | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> Any:
         """One request whose 2xx answer is JSON; any other status raises via `error_from_response`."""
         with self.transport_errors(model):
             response = await self.client.request(
-                method, self.url(path), json=json_body, headers=self.headers(),
-                timeout=timeout or self.timeout(), params=params,
+                method,
+                self.url(path),
+                json=json_body,
+                headers=self.headers(),
+                timeout=timeout or self.timeout(),
+                params=params,
             )
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.content, response.headers, model)
@@ -182,7 +203,12 @@ class HTTPAdapter:
         """POST and hold the streaming response open; a non-2xx status raises before any event."""
         with self.transport_errors(model):
             request = self.client.build_request(
-                "POST", self.url(path), json=body, headers=self.headers(), timeout=self.timeout(), params=params
+                "POST",
+                self.url(path),
+                json=body,
+                headers=self.headers(),
+                timeout=self.timeout(),
+                params=params,
             )
             response = await self.client.send(request, stream=True)
         try:
@@ -194,7 +220,9 @@ class HTTPAdapter:
         finally:
             await response.aclose()
 
-    async def guard_stream(self, events: AsyncIterator[StreamEvent], model: str) -> AsyncIterator[StreamEvent]:
+    async def guard_stream(
+        self, events: AsyncIterator[StreamEvent], model: str
+    ) -> AsyncIterator[StreamEvent]:
         """Re-raise failures after the first event as `MidStreamError` carrying the partial text."""
         partial: list[str] = []
         started = False
@@ -205,12 +233,17 @@ class HTTPAdapter:
                 started = True
                 yield event
         except ProviderError as exc:
-            if not started or isinstance(exc, MidStreamError):
+            # Nothing sent yet, already wrapped, or final (a refusal, a bad request): pass it on as it is,
+            # so the router does not retry what no other attempt can fix.
+            if not started or isinstance(exc, MidStreamError) or not exc.retryable:
                 raise
             raise MidStreamError(
                 f"stream from {self.config.provider or 'upstream'} failed midway: {exc.message}",
-                partial_text="".join(partial), provider=self.config.provider, model=model,
-                status=exc.status, retry_after=exc.retry_after,
+                partial_text="".join(partial),
+                provider=self.config.provider,
+                model=model,
+                status=exc.status,
+                retry_after=exc.retry_after,
             ) from exc
 
     async def timed_probe(self, path: str, *, version_key: str | None = None) -> ProbeResult:
@@ -226,7 +259,9 @@ class HTTPAdapter:
 
 def raise_protocol(config: EndpointConfig, message: str, model: str | None = None) -> NoReturn:
     raise ProviderProtocolError(
-        f"{config.provider or 'upstream'}: {redact(message, config.secrets)}", provider=config.provider, model=model
+        f"{config.provider or 'upstream'}: {redact(message, config.secrets)}",
+        provider=config.provider,
+        model=model,
     )
 
 
