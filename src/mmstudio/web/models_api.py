@@ -36,34 +36,46 @@ async def list_models(
 ) -> ModelList:
     """Every model with provider, modality, capabilities, availability, health, latency and usage."""
     views = [
-        v for v in studio.registry.views()
+        v
+        for v in studio.registry.views()
         if (modality is None or v.entry.modality == modality)
         and (kind is None or v.entry.kind == kind)
         and (available is None or v.available == available)
     ]
     views.sort(key=lambda v: (v.entry.kind != "local", not v.available, v.entry.provider_id, v.entry.id))
-    return ModelList(models=[ModelPublic.of(v) for v in views], default_model=studio.settings.config.default_model)
+    return ModelList(
+        models=[ModelPublic.of(v) for v in views], default_model=studio.settings.config.default_model
+    )
 
 
 @router.get("/health", response_model=HealthList)
-async def health(studio: StudioDep, refresh: bool = Query(False, description="probe now instead of the last state")) -> HealthList:
+async def health(
+    studio: StudioDep, refresh: bool = Query(False, description="probe now instead of the last state")
+) -> HealthList:
     registry = studio.registry
     if refresh:
         await registry.health.check_all()
-    return HealthList(endpoints=[
-        EndpointHealthPublic.of(e, registry.health.state(e.id)) for e in registry.endpoints()
-    ])
+    return HealthList(
+        endpoints=[EndpointHealthPublic.of(e, registry.health.state(e.id)) for e in registry.endpoints()]
+    )
 
 
 @router.post("/detect", response_model=DetectionList)
 async def detect(studio: StudioDep) -> DetectionList:
     """Re-run detection of local engines now."""
     results = await studio.registry.detect()
-    return DetectionList(results=[
-        DetectionPublic(endpoint_id=r.endpoint_id, provider=r.provider_id, ok=r.ok, models=list(r.models),
-                        error=r.error)
-        for r in results
-    ])
+    return DetectionList(
+        results=[
+            DetectionPublic(
+                endpoint_id=r.endpoint_id,
+                provider=r.provider_id,
+                ok=r.ok,
+                models=list(r.models),
+                error=r.error,
+            )
+            for r in results
+        ]
+    )
 
 
 @router.get("/endpoints", response_model=EndpointList)
@@ -79,7 +91,9 @@ async def test_endpoint(body: EndpointTest, studio: StudioDep) -> EndpointTestRe
     try:
         remote = await studio.registry.test_endpoint(body.platform, body.base_url.rstrip("/"), body.api_key)
     except EndpointTestFailed as exc:
-        return EndpointTestResult(ok=False, latency_ms=_ms(start), models=[], cause=exc.cause, message=exc.message)
+        return EndpointTestResult(
+            ok=False, latency_ms=_ms(start), models=[], cause=exc.cause, message=exc.message
+        )
     return EndpointTestResult(ok=True, latency_ms=_ms(start), models=[m.id for m in remote])
 
 
@@ -87,7 +101,10 @@ async def test_endpoint(body: EndpointTest, studio: StudioDep) -> EndpointTestRe
 async def register_endpoint(body: EndpointCreate, studio: StudioDep) -> EndpointPublic:
     """Register an endpoint and name its models. The connection is tested first; a failure saves nothing."""
     registered = await studio.registry.register(
-        platform=body.platform, base_url=body.base_url, api_key=body.api_key, name=body.name,
+        platform=body.platform,
+        base_url=body.base_url,
+        api_key=body.api_key,
+        name=body.name,
         models=[ModelRequest(model=m.model, name=m.name, alias=m.alias) for m in body.models],
     )
     return EndpointPublic.of(registered)

@@ -18,8 +18,12 @@ class HealthPublic(BaseModel):
 
     @classmethod
     def of(cls, state: HealthState) -> HealthPublic:
-        return cls(status=state.status, latency_ms=state.latency_ms, last_error=state.last_error,
-                   last_checked=state.last_checked)
+        return cls(
+            status=state.status,
+            latency_ms=state.latency_ms,
+            last_error=state.last_error,
+            last_checked=state.last_checked,
+        )
 
 
 class CapabilitiesPublic(BaseModel):
@@ -61,18 +65,32 @@ class ModelPublic(BaseModel):
     def of(cls, view: ModelView) -> ModelPublic:
         entry, caps = view.entry, view.entry.capabilities
         return cls(
-            id=entry.id, provider=entry.provider_id, model=entry.upstream, name=entry.display_name,
-            modality=entry.modality, kind=entry.kind, source=entry.source,
+            id=entry.id,
+            provider=entry.provider_id,
+            model=entry.upstream,
+            name=entry.display_name,
+            modality=entry.modality,
+            kind=entry.kind,
+            source=entry.source,
             capabilities=CapabilitiesPublic(
-                streaming=caps.streaming, tools=caps.tools, vision=caps.vision, json_mode=caps.json_mode,
-                reference_images=caps.reference_images, input_fidelity=caps.input_fidelity,
+                streaming=caps.streaming,
+                tools=caps.tools,
+                vision=caps.vision,
+                json_mode=caps.json_mode,
+                reference_images=caps.reference_images,
+                input_fidelity=caps.input_fidelity,
                 context_length=caps.context_length,
             ),
             prices=PricesPublic(input_per_million=entry.input_price, output_per_million=entry.output_price),
-            aliases=list(entry.aliases), available=view.available, unavailable_reason=view.unavailable_reason,
+            aliases=list(entry.aliases),
+            available=view.available,
+            unavailable_reason=view.unavailable_reason,
             enable_with=view.endpoint.key_env if not view.endpoint.enabled else None,
-            health=HealthPublic.of(view.health), sessions=view.usage.sessions, last_used=view.usage.last_used_at,
-            endpoint_id=view.endpoint.id, endpoint_url=view.endpoint.base_url,
+            health=HealthPublic.of(view.health),
+            sessions=view.usage.sessions,
+            last_used=view.usage.last_used_at,
+            endpoint_id=view.endpoint.id,
+            endpoint_url=view.endpoint.base_url,
         )
 
 
@@ -93,9 +111,16 @@ class EndpointHealthPublic(BaseModel):
 
     @classmethod
     def of(cls, endpoint: Endpoint, state: HealthState) -> EndpointHealthPublic:
-        return cls(id=endpoint.id, provider=endpoint.provider_id, name=endpoint.display_name, kind=endpoint.kind,
-                   platform=endpoint.flavor, url=endpoint.base_url, enabled=endpoint.enabled,
-                   health=HealthPublic.of(state))
+        return cls(
+            id=endpoint.id,
+            provider=endpoint.provider_id,
+            name=endpoint.display_name,
+            kind=endpoint.kind,
+            platform=endpoint.flavor,
+            url=endpoint.base_url,
+            enabled=endpoint.enabled,
+            health=HealthPublic.of(state),
+        )
 
 
 class HealthList(BaseModel):
@@ -178,11 +203,20 @@ class EndpointPublic(BaseModel):
     @classmethod
     def of(cls, endpoint: RegisteredEndpoint) -> EndpointPublic:
         return cls(
-            id=endpoint.id, provider=endpoint.provider_id, platform=endpoint.platform, base_url=endpoint.base_url,
-            has_api_key=bool(endpoint.api_key), created_at=endpoint.created_at,
+            id=endpoint.id,
+            provider=endpoint.provider_id,
+            platform=endpoint.platform,
+            base_url=endpoint.base_url,
+            has_api_key=bool(endpoint.api_key),
+            created_at=endpoint.created_at,
             models=[
-                RegisteredModelPublic(id=m.id, model_id=f"{endpoint.provider_id}/{m.upstream_model}",
-                                      model=m.upstream_model, name=m.display_name, alias=m.alias)
+                RegisteredModelPublic(
+                    id=m.id,
+                    model_id=f"{endpoint.provider_id}/{m.upstream_model}",
+                    model=m.upstream_model,
+                    name=m.display_name,
+                    alias=m.alias,
+                )
                 for m in endpoint.models
             ],
         )
