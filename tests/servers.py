@@ -46,7 +46,9 @@ def postgres_server() -> Iterator[str]:
     """initdb into a temp dir, pg_ctl start on a free loopback port; yields an asyncpg URL."""
     initdb, pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        raise RuntimeError("PostgreSQL is not installed: the test command installs Debian's 'postgresql' package")
+        raise RuntimeError(
+            "PostgreSQL is not installed: the test command installs Debian's 'postgresql' package"
+        )
     base = Path(tempfile.mkdtemp(prefix="mmstudio-pg-"))
     prefix: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
@@ -55,11 +57,17 @@ def postgres_server() -> Iterator[str]:
         prefix = ["runuser", "-u", "postgres", "--"]
     data, log = base / "data", base / "server.log"
     port = free_port()
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "mmstudio", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "mmstudio", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    started = subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options,
-                              "start"], capture_output=True, text=True)
+    started = subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"],
+        capture_output=True,
+        text=True,
+    )
     if started.returncode != 0:
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise RuntimeError(f"PostgreSQL did not start: {started.stderr}\n{tail}")

@@ -22,9 +22,14 @@ def test_defaults_are_embedded() -> None:
 
 def test_environment_is_read() -> None:
     env = {
-        "MMSTUDIO_DATA_DIR": "/tmp/x", "MMSTUDIO_DATABASE_URL": "postgresql://u@h/db", "OPENAI_API_KEY": "sk-1",
-        "XAI_BASE_URL": "http://127.0.0.1:9/v1/", "OLLAMA_HOST": "0.0.0.0:11500", "LMSTUDIO_BASE_URL": "localhost:4321",
-        "MMSTUDIO_API_KEYS": "a, b,", "GOOGLE_API_KEY": "g-1",
+        "MMSTUDIO_DATA_DIR": "/tmp/x",
+        "MMSTUDIO_DATABASE_URL": "postgresql://u@h/db",
+        "OPENAI_API_KEY": "sk-1",
+        "XAI_BASE_URL": "http://127.0.0.1:9/v1/",
+        "OLLAMA_HOST": "0.0.0.0:11500",
+        "LMSTUDIO_BASE_URL": "localhost:4321",
+        "MMSTUDIO_API_KEYS": "a, b,",
+        "GOOGLE_API_KEY": "g-1",
     }
     settings = Settings.from_env(env, port=9999)
     assert settings.data_dir == Path("/tmp/x")
@@ -39,12 +44,15 @@ def test_environment_is_read() -> None:
     assert "sk-1" not in repr(settings)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("", "http://127.0.0.1:11434"),
-    ("myhost", "http://myhost:11434"),
-    ("https://ollama.example:443", "https://ollama.example:443"),
-    ("http://[::1]:11434", "http://[::1]:11434"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", "http://127.0.0.1:11434"),
+        ("myhost", "http://myhost:11434"),
+        ("https://ollama.example:443", "https://ollama.example:443"),
+        ("http://[::1]:11434", "http://[::1]:11434"),
+    ],
+)
 def test_ollama_host_forms(raw: str, expected: str) -> None:
     assert normalize_ollama_host(raw) == expected
 

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,16 +16,21 @@ from rich.table import Table
 
 from mmstudio import __version__
 from mmstudio.domain.registry import ModelRequest
-from mmstudio.domain.types import ModelView
 from mmstudio.errors import StudioError
 from mmstudio.providers.base import Message
 from mmstudio.settings import Settings
-from mmstudio.studio import Studio
+
+if TYPE_CHECKING:
+    from mmstudio.domain.types import ModelView
+    from mmstudio.studio import Studio
 
 T = TypeVar("T")
 
-app = typer.Typer(help="mmstudio: your models, local and cloud, in one studio.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="mmstudio: your models, local and cloud, in one studio.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="List, detect, register and check models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
@@ -55,6 +60,8 @@ def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 async def _with_studio(settings: Settings, work: Callable[[Studio], Awaitable[T]]) -> T:
+    from mmstudio.studio import Studio
+
     studio = await Studio.open(settings)
     try:
         return await work(studio)
@@ -98,7 +105,9 @@ def serve(
 
 @models_app.command("list")
 def models_list(
-    all_models: Annotated[bool, typer.Option("--all", help="also list every model of cloud providers without a key")] = False,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="also list every model of cloud providers without a key")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -127,19 +136,39 @@ def models_list(
     shown.sort(key=lambda v: (v.entry.kind != "local", v.entry.provider_id, v.entry.id))
     for v in shown:
         caps = v.entry.capabilities
-        badges = " ".join(name for name, on in (("tools", caps.tools), ("vision", caps.vision),
-                                                 ("json", caps.json_mode), ("stream", caps.streaming)) if on)
+        badges = " ".join(
+            name
+            for name, on in (
+                ("tools", caps.tools),
+                ("vision", caps.vision),
+                ("json", caps.json_mode),
+                ("stream", caps.streaming),
+            )
+            if on
+        )
         status = v.health.status if v.available else "offline"
         latency = f"{v.health.latency_ms:.0f} ms" if v.health.latency_ms is not None and v.available else "—"
         last = v.usage.last_used_at.strftime("%Y-%m-%d %H:%M") if v.usage.last_used_at else "—"
-        table.add_row(DOTS[status], v.entry.id, v.entry.display_name, v.entry.modality, badges, latency,
-                      str(v.usage.sessions), last)
+        table.add_row(
+            DOTS[status],
+            v.entry.id,
+            v.entry.display_name,
+            v.entry.modality,
+            badges,
+            latency,
+            str(v.usage.sessions),
+            last,
+        )
     if shown:
         console.print(table)
     else:
-        console.print("No models yet. Start Ollama or LM Studio, set a cloud key, or run `mmstudio models add`.")
+        console.print(
+            "No models yet. Start Ollama or LM Studio, set a cloud key, or run `mmstudio models add`."
+        )
     for name, (count, var) in sorted(hidden.items()):
-        console.print(f"[bright_black]{name}: {count} models unavailable; set {var} to enable them (--all lists them)[/]")
+        console.print(
+            f"[bright_black]{name}: {count} models unavailable; set {var} to enable them (--all lists)[/]"
+        )
 
 
 @models_app.command("detect")
@@ -153,7 +182,9 @@ def models_detect(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None
     results = _run(lambda: _with_studio(_settings(config, data_dir), work))
     for r in results:
         if r.ok:
-            console.print(f"[green]●[/] {r.provider_id}: {len(r.models)} model(s): {', '.join(r.models) or '—'}")
+            console.print(
+                f"[green]●[/] {r.provider_id}: {len(r.models)} model(s): {', '.join(r.models) or '—'}"
+            )
         else:
             console.print(f"[red]●[/] {r.provider_id}: {r.error}")
 
@@ -173,12 +204,24 @@ def models_health(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None
         table.add_column(column)
     for endpoint, state in rows:
         if state is None:
-            table.add_row(DOTS["offline"], endpoint.provider_id, endpoint.display_name, endpoint.base_url, "—",
-                          f"set {endpoint.key_env} to enable")
+            table.add_row(
+                DOTS["offline"],
+                endpoint.provider_id,
+                endpoint.display_name,
+                endpoint.base_url,
+                "—",
+                f"set {endpoint.key_env} to enable",
+            )
             continue
         latency = f"{state.latency_ms:.0f} ms" if state.latency_ms is not None else "—"
-        table.add_row(DOTS[state.status], endpoint.provider_id, endpoint.display_name, endpoint.base_url, latency,
-                      state.last_error or (f"version {state.version}" if state.version else "ok"))
+        table.add_row(
+            DOTS[state.status],
+            endpoint.provider_id,
+            endpoint.display_name,
+            endpoint.base_url,
+            latency,
+            state.last_error or (f"version {state.version}" if state.version else "ok"),
+        )
     console.print(table)
 
 
@@ -189,8 +232,12 @@ def models_add(
     name: Annotated[str, typer.Option(help="your name for it, e.g. 'My Gemma 2B'")] = "",
     url: Annotated[str | None, typer.Option(help="base URL (defaults to the platform's usual port)")] = None,
     alias: Annotated[str | None, typer.Option(help="a short alias to address it by")] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="environment variable holding the endpoint's key")] = None,
-    provider: Annotated[str | None, typer.Option(help="provider id used in model ids (default: from platform)")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="environment variable holding the endpoint's key")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="provider id used in model ids (default: from platform)")
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -198,7 +245,9 @@ def models_add(
     from mmstudio.domain.endpoints import DEFAULT_URLS
 
     if platform not in DEFAULT_URLS:
-        err.print(f"[red]error:[/] --platform {platform!r} is not allowed; use one of: {', '.join(DEFAULT_URLS)}")
+        err.print(
+            f"[red]error:[/] --platform {platform!r} is not allowed; use one of: {', '.join(DEFAULT_URLS)}"
+        )
         raise typer.Exit(2)
     key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not key:
@@ -210,15 +259,19 @@ def models_add(
         with console.status(f"Testing {base_url}…"):
             return await studio.registry.register(
                 platform=platform,  # type: ignore[arg-type]
-                base_url=base_url, api_key=key, name=provider,
+                base_url=base_url,
+                api_key=key,
+                name=provider,
                 models=[ModelRequest(model=model, name=name or model, alias=alias)],
             )
 
     registered = _run(lambda: _with_studio(_settings(config, data_dir), work))
     for m in registered.models:
         if m.upstream_model in (model, f"{model}:latest"):
-            console.print(f"[green]✓[/] registered {m.display_name!r} as {registered.provider_id}/{m.upstream_model}"
-                          + (f" (alias {m.alias})" if m.alias else ""))
+            console.print(
+                f"[green]✓[/] registered {m.display_name!r} as {registered.provider_id}/{m.upstream_model}"
+                + (f" (alias {m.alias})" if m.alias else "")
+            )
 
 
 @app.command()
@@ -244,7 +297,7 @@ def chat(
         history.append(Message.text("assistant", "".join(parts)))
 
     async def work(studio: Studio) -> None:
-        resolved = studio.registry.resolve(model)
+        resolved = await studio.registry.resolve_fresh(model)
         if prompt is not None:
             history.append(Message.text("user", prompt))
             await answer(studio)

@@ -54,7 +54,11 @@ class ModelNotFound(NotFound):
     """A model id that resolves to nothing; `available` lists what would."""
 
     def __init__(self, model: str, available: Sequence[str], message: str | None = None) -> None:
-        shown = ", ".join(available[:50]) if available else "none (register or detect a model first)"
+        shown = (
+            ", ".join(available[:50])
+            if available
+            else "none right now (start a local engine, register a model or set a cloud key)"
+        )
         more = f" (and {len(available) - 50} more)" if len(available) > 50 else ""
         super().__init__(message or f"Unknown model {model!r}. Available: {shown}{more}")
         self.model = model

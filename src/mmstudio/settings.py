@@ -64,7 +64,9 @@ class Settings:
                 provider=provider,
                 key_env=key_env,
                 base_url=(env.get(url_env) or DEFAULT_BASE_URLS[provider]).rstrip("/"),
-                api_key=env.get(key_env) or (env.get("GOOGLE_API_KEY") if provider == "gemini" else None) or None,
+                api_key=env.get(key_env)
+                or (env.get("GOOGLE_API_KEY") if provider == "gemini" else None)
+                or None,
             )
             for provider, (key_env, url_env) in CLOUD_ENV.items()
         }

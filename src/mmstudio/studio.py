@@ -1,8 +1,8 @@
 """The composition root and Python API: `Studio.open(settings)` wires storage, adapters and the registry.
 
-    async with await Studio.open(Settings.from_env()) as studio:
-        async for event in studio.stream_chat("ollama/llama3.2", [Message.text("user", "Hi")]):
-            ...
+async with await Studio.open(Settings.from_env()) as studio:
+    async for event in studio.stream_chat("ollama/llama3.2", [Message.text("user", "Hi")]):
+        ...
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ from mmstudio.domain.registry import ModelRegistry, Resolved
 from mmstudio.domain.types import Endpoint
 from mmstudio.errors import InvalidRequest
 from mmstudio.providers import create_adapter
-from mmstudio.providers.base import ChatRequest, ChatResponse, EndpointConfig, Message, ProviderAdapter, StreamEvent
+from mmstudio.providers.base import (
+    ChatRequest,
+    ChatResponse,
+    EndpointConfig,
+    Message,
+    ProviderAdapter,
+    StreamEvent,
+)
 from mmstudio.settings import Settings
 from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.repositories import EndpointRepository, UsageRepository
@@ -40,7 +47,9 @@ class ChatResult:
 
 
 class Studio:
-    def __init__(self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry) -> None:
+    def __init__(
+        self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.client = client
@@ -67,16 +76,23 @@ class Studio:
 
         def factory(endpoint: Endpoint) -> ProviderAdapter:
             config = EndpointConfig(
-                base_url=endpoint.base_url, api_key=endpoint.api_key, provider=endpoint.provider_id,
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                provider=endpoint.provider_id,
                 quirks=QUIRKS.get(endpoint.flavor, frozenset()),
                 timeout=timeouts.local if endpoint.kind == "local" else timeouts.cloud,
             )
             return create_adapter(endpoint.protocol, config, client)
 
         registry = ModelRegistry(
-            config=settings.config, cloud=settings.cloud, ollama_url=settings.ollama_url,
-            lmstudio_url=settings.lmstudio_url, endpoint_store=EndpointRepository(sessions, box),
-            usage_store=UsageRepository(sessions), adapter_factory=factory, environ=env,
+            config=settings.config,
+            cloud=settings.cloud,
+            ollama_url=settings.ollama_url,
+            lmstudio_url=settings.lmstudio_url,
+            endpoint_store=EndpointRepository(sessions, box),
+            usage_store=UsageRepository(sessions),
+            adapter_factory=factory,
+            environ=env,
         )
         studio = cls(settings, engine, client, registry)
         try:
@@ -108,32 +124,42 @@ class Studio:
     async def __aenter__(self) -> Studio:
         return self
 
-    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    async def __aexit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         await self.close()
 
     # -- chat (direct: the selected model answers; the router adds fallback on top) ---------
 
-    def _request(self, resolved: Resolved, messages: Sequence[Message], **params: Any) -> tuple[ProviderAdapter, ChatRequest]:
+    def _request(
+        self, resolved: Resolved, messages: Sequence[Message], **params: Any
+    ) -> tuple[ProviderAdapter, ChatRequest]:
         if not messages:
             raise InvalidRequest("at least one message is needed", field="messages")
         entry = resolved.entry
         if entry.modality not in ("chat", "code"):
-            raise InvalidRequest(f"{entry.id} is a {entry.modality} model; choose a chat model", field="model")
+            raise InvalidRequest(
+                f"{entry.id} is a {entry.modality} model; choose a chat model", field="model"
+            )
         endpoint = resolved.endpoint
         if not endpoint.enabled:
-            raise InvalidRequest(f"{entry.id} is unavailable: set {endpoint.key_env} to enable it", field="model")
+            raise InvalidRequest(
+                f"{entry.id} is unavailable: set {endpoint.key_env} to enable it", field="model"
+            )
         request = ChatRequest(model=entry.upstream, messages=tuple(messages), **params)
         return self.registry.adapter(endpoint), request
 
     async def chat(self, model: str, messages: Sequence[Message], **params: Any) -> ChatResult:
-        resolved = self.registry.resolve(model)
+        resolved = await self.registry.resolve_fresh(model)
         adapter, request = self._request(resolved, messages, **params)
         response = await adapter.chat(request)
         await self.registry.record_session(resolved.entry.id)
         return ChatResult(response, resolved)
 
-    async def stream_chat(self, model: str, messages: Sequence[Message], **params: Any) -> AsyncIterator[StreamEvent]:
-        resolved = self.registry.resolve(model)
+    async def stream_chat(
+        self, model: str, messages: Sequence[Message], **params: Any
+    ) -> AsyncIterator[StreamEvent]:
+        resolved = await self.registry.resolve_fresh(model)
         adapter, request = self._request(resolved, messages, **params)
         async for event in adapter.stream(request):
             yield event

@@ -20,13 +20,13 @@ from tests.fakes.openai_server import FakeOpenAIServer
 @pytest.fixture
 def ollama() -> Iterator[FakeOllamaServer]:
     with FakeOllamaServer() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 @pytest.fixture
 def lmstudio() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer(flavor="lmstudio", models=["gemma-2-2b-it", "qwen2.5-7b-instruct"]) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 OpenStudio = Callable[..., Any]

@@ -40,25 +40,46 @@ def build_endpoints(
     """Every endpoint, local first. A registered endpoint with a built-in's provider id replaces it."""
     by_provider: dict[str, Endpoint] = {}
     if config.detect_local:
-        by_provider["ollama"] = Endpoint(BUILTIN_OLLAMA, "ollama", "ollama", ollama_url, "local", "builtin", "Ollama")
+        by_provider["ollama"] = Endpoint(
+            BUILTIN_OLLAMA, "ollama", "ollama", ollama_url, "local", "builtin", "Ollama"
+        )
         by_provider["lmstudio"] = Endpoint(
             BUILTIN_LMSTUDIO, "lmstudio", "lmstudio", lmstudio_url, "local", "builtin", "LM Studio"
         )
     for entry in config.endpoints:
         key = environ.get(entry.api_key_env) if entry.api_key_env else None
         by_provider[entry.name] = Endpoint(
-            f"config:{entry.name}", entry.name, entry.platform, entry.base_url, "local", "config",
-            f"{entry.name} ({PLATFORM_LABELS[entry.platform]})", api_key=key or None,
+            f"config:{entry.name}",
+            entry.name,
+            entry.platform,
+            entry.base_url,
+            "local",
+            "config",
+            f"{entry.name} ({PLATFORM_LABELS[entry.platform]})",
+            api_key=key or None,
         )
     for reg in registered:
         by_provider[reg.provider_id] = Endpoint(
-            reg.id, reg.provider_id, reg.platform, reg.base_url, "local", "user",
-            _registered_label(reg), api_key=reg.api_key,
+            reg.id,
+            reg.provider_id,
+            reg.platform,
+            reg.base_url,
+            "local",
+            "user",
+            _registered_label(reg),
+            api_key=reg.api_key,
         )
     for provider, settings in cloud.items():
         by_provider[provider] = Endpoint(
-            f"cloud:{provider}", provider, provider, settings.base_url, "cloud", "cloud",
-            PLATFORM_LABELS[provider], api_key=settings.api_key, key_env=settings.key_env,
+            f"cloud:{provider}",
+            provider,
+            provider,
+            settings.base_url,
+            "cloud",
+            "cloud",
+            PLATFORM_LABELS[provider],
+            api_key=settings.api_key,
+            key_env=settings.key_env,
         )
     return sorted(by_provider.values(), key=lambda e: (e.kind != "local", e.source == "cloud", e.provider_id))
 
@@ -73,8 +94,10 @@ def describe_failure(platform: str, base_url: str, exc: ProviderError) -> Endpoi
     label = PLATFORM_LABELS.get(platform, platform)
     where = f"{label} at {base_url}"
     if isinstance(exc, ProviderConnectionError):
-        return EndpointTestFailed(f"Could not connect to {where}: connection refused or unreachable. Is it running?",
-                                  "connection_refused")
+        return EndpointTestFailed(
+            f"Could not connect to {where}: connection refused or unreachable. Is it running?",
+            "connection_refused",
+        )
     if isinstance(exc, ProviderTimeout):
         return EndpointTestFailed(f"{where} did not answer in time (timeout).", "timeout")
     if isinstance(exc, AuthenticationError):
@@ -83,15 +106,15 @@ def describe_failure(platform: str, base_url: str, exc: ProviderError) -> Endpoi
         isinstance(exc, ProviderHTTPError) and exc.status in (404, 405)
     ):
         kind = "an Ollama server" if platform == "ollama" else "an OpenAI-compatible server"
-        return EndpointTestFailed(f"{where} answered, but it is not {kind}: {exc.message}", f"not_{platform}_server")
+        return EndpointTestFailed(
+            f"{where} answered, but it is not {kind}: {exc.message}", f"not_{platform}_server"
+        )
     if isinstance(exc, ProviderHTTPError):
         return EndpointTestFailed(f"{where} answered HTTP {exc.status}: {exc.message}", f"http_{exc.status}")
     return EndpointTestFailed(f"{where} failed: {exc.message}", "error")
 
 
-async def check_connection(
-    adapter: ProviderAdapter, platform: Platform, base_url: str
-) -> list[RemoteModel]:
+async def check_connection(adapter: ProviderAdapter, platform: Platform, base_url: str) -> list[RemoteModel]:
     """List the endpoint's models; any failure becomes EndpointTestFailed naming the cause."""
     try:
         return await adapter.list_models()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -18,6 +19,7 @@ from mmstudio.domain.types import (
     PLATFORM_LABELS,
     Endpoint,
     HealthState,
+    Modality,
     ModelEntry,
     ModelUsage,
     ModelView,
@@ -31,14 +33,20 @@ from mmstudio.settings import CloudProviderSettings
 log = logging.getLogger(__name__)
 
 DETECT_TIMEOUT = 10.0
+REDETECT_AFTER = 5.0
 _SLUG = re.compile(r"[^a-z0-9_-]+")
 
 
 class EndpointStore(Protocol):
-    async def list(self) -> list[RegisteredEndpoint]: ...
+    async def list_all(self) -> list[RegisteredEndpoint]: ...
 
     async def add(
-        self, *, provider_id: str, platform: Platform, base_url: str, api_key: str | None,
+        self,
+        *,
+        provider_id: str,
+        platform: Platform,
+        base_url: str,
+        api_key: str | None,
         models: Sequence[tuple[str, str, str | None]],
     ) -> RegisteredEndpoint: ...
 
@@ -107,20 +115,27 @@ class ModelRegistry:
         self._lookup: dict[str, str] = {}
         self._usage: dict[str, ModelUsage] = {}
         self._detect_lock = asyncio.Lock()
-        self.health = HealthMonitor(self._probe, self.endpoints, config.health_interval_seconds, self._health_changed)
+        self._last_detect = float("-inf")
+        self.health = HealthMonitor(
+            self._probe, self.endpoints, config.health_interval_seconds, self._health_changed
+        )
 
     # -- loading ---------------------------------------------------------------------------
 
     async def load(self) -> None:
         """Read registered endpoints and usage from storage and build the model list (no network)."""
-        self._registered = await self._endpoint_store.list()
+        self._registered = await self._endpoint_store.list_all()
         self._usage = await self._usage_store.all()
         self._rebuild()
 
     def _rebuild(self) -> None:
         endpoints = build_endpoints(
-            config=self.config, cloud=self._cloud, ollama_url=self._ollama_url, lmstudio_url=self._lmstudio_url,
-            registered=self._registered, environ=self._environ,
+            config=self.config,
+            cloud=self._cloud,
+            ollama_url=self._ollama_url,
+            lmstudio_url=self._lmstudio_url,
+            registered=self._registered,
+            environ=self._environ,
         )
         old = self._endpoints
         self._endpoints = {e.id: e for e in endpoints}
@@ -142,23 +157,28 @@ class ModelRegistry:
                 entry = _detected_entry(endpoint, remote)
                 entries[entry.id] = entry
         for reg in self._registered:
-            endpoint = by_provider.get(reg.provider_id)
-            if endpoint is None:
+            owner = by_provider.get(reg.provider_id)
+            if owner is None:
                 continue
             for model in reg.models:
                 model_id = f"{reg.provider_id}/{model.upstream_model}"
-                base = entries.get(model_id) or _detected_entry(endpoint, RemoteModel(model.upstream_model))
+                base = entries.get(model_id) or _detected_entry(owner, RemoteModel(model.upstream_model))
                 entries[model_id] = replace(
-                    base, display_name=model.display_name, source="registered", registered_id=model.id,
+                    base,
+                    display_name=model.display_name,
+                    source="registered",
+                    registered_id=model.id,
                     aliases=base.aliases + ((model.alias,) if model.alias else ()),
                 )
         for override in self.config.models:
             provider = override.id.split("/", 1)[0]
-            endpoint = by_provider.get(provider)
-            if endpoint is None:
+            declared = by_provider.get(provider)
+            if declared is None:
                 log.warning("config model %s names unknown provider %r; ignored", override.id, provider)
                 continue
-            base = entries.get(override.id) or _detected_entry(endpoint, RemoteModel(override.id.split("/", 1)[1]))
+            base = entries.get(override.id) or _detected_entry(
+                declared, RemoteModel(override.id.split("/", 1)[1])
+            )
             caps = base.capabilities
             if override.capabilities is not None:
                 caps = caps.merged(**override.capabilities.model_dump())
@@ -170,7 +190,9 @@ class ModelRegistry:
                 timeout=override.timeout if override.timeout is not None else base.timeout,
                 fallbacks=override.fallbacks or base.fallbacks,
                 input_price=override.input_price if override.input_price is not None else base.input_price,
-                output_price=override.output_price if override.output_price is not None else base.output_price,
+                output_price=override.output_price
+                if override.output_price is not None
+                else base.output_price,
                 source="config" if base.source == "detected" else base.source,
             )
         for alias, target in self.config.aliases.items():
@@ -234,9 +256,20 @@ class ModelRegistry:
         entry = self._entries[model_id]
         return Resolved(entry, self.endpoint_of(entry), display or entry.display_name)
 
+    async def resolve_fresh(self, ref: str) -> Resolved:
+        """`resolve`, but a miss re-runs detection first (a model pulled a moment ago), at most every few
+        seconds so bad requests cannot hammer the engines."""
+        try:
+            return self.resolve(ref)
+        except ModelNotFound:
+            if time.monotonic() - self._last_detect < REDETECT_AFTER:
+                raise
+        await self.detect()
+        return self.resolve(ref)
+
     def available_ids(self) -> list[str]:
-        views = [(e, self._availability(e)) for e in self._entries.values()]
-        return [e.id for e, (ok, _) in views if ok] + [e.id for e, (ok, _) in views if not ok]
+        """Ids of the models that can answer now (local engines up, cloud keys set)."""
+        return [e.id for e in self._entries.values() if self._availability(e)[0]]
 
     def _availability(self, entry: ModelEntry) -> tuple[bool, str | None]:
         endpoint = self.endpoint_of(entry)
@@ -246,13 +279,18 @@ class ModelRegistry:
             return True, None
         health = self.health.state(endpoint.id)
         if health.status == "offline":
-            return False, f"{endpoint.display_name} at {endpoint.base_url} is not answering: {health.last_error}"
+            return (
+                False,
+                f"{endpoint.display_name} at {endpoint.base_url} is not answering: {health.last_error}",
+            )
         return True, None
 
     def view(self, entry: ModelEntry) -> ModelView:
         endpoint = self.endpoint_of(entry)
         available, reason = self._availability(entry)
-        health = self.health.state(endpoint.id) if endpoint.enabled else HealthState("offline", last_error=reason)
+        health = (
+            self.health.state(endpoint.id) if endpoint.enabled else HealthState("offline", last_error=reason)
+        )
         return ModelView(entry, endpoint, available, reason, health, self._usage.get(entry.id, ModelUsage()))
 
     def views(self) -> list[ModelView]:
@@ -277,10 +315,13 @@ class ModelRegistry:
     async def detect(self, endpoint_ids: Sequence[str] | None = None) -> list[DetectionResult]:
         """List models on local endpoints (all of them, or those named), concurrently."""
         targets = [
-            e for e in self._endpoints.values()
+            e
+            for e in self._endpoints.values()
             if e.kind == "local" and (endpoint_ids is None or e.id in endpoint_ids)
         ]
         results = await asyncio.gather(*(self._detect_one(e) for e in targets))
+        if endpoint_ids is None:
+            self._last_detect = time.monotonic()
         async with self._detect_lock:
             self._entries = self._build_entries()
             self._lookup = self._build_lookup()
@@ -291,8 +332,12 @@ class ModelRegistry:
             remote = await asyncio.wait_for(self.adapter(endpoint).list_models(), DETECT_TIMEOUT)
         except TimeoutError:
             await self.health.check(endpoint)
-            return DetectionResult(endpoint.id, endpoint.provider_id, False,
-                                   error=f"{endpoint.display_name} at {endpoint.base_url} did not answer in time")
+            return DetectionResult(
+                endpoint.id,
+                endpoint.provider_id,
+                False,
+                error=f"{endpoint.display_name} at {endpoint.base_url} did not answer in time",
+            )
         except ProviderError as exc:
             await self.health.check(endpoint)
             return DetectionResult(endpoint.id, endpoint.provider_id, False, error=exc.message)
@@ -301,10 +346,13 @@ class ModelRegistry:
 
     # -- registration ----------------------------------------------------------------------
 
-    async def test_endpoint(self, platform: Platform, base_url: str, api_key: str | None) -> list[RemoteModel]:
+    async def test_endpoint(
+        self, platform: Platform, base_url: str, api_key: str | None
+    ) -> list[RemoteModel]:
         """The connection test run before saving anything."""
-        probe = Endpoint("test", "test", platform, base_url, "local", "user", PLATFORM_LABELS[platform],
-                         api_key=api_key)
+        probe = Endpoint(
+            "test", "test", platform, base_url, "local", "user", PLATFORM_LABELS[platform], api_key=api_key
+        )
         return await check_connection(self._adapter_factory(probe), platform, base_url)
 
     async def register(
@@ -326,17 +374,26 @@ class ModelRegistry:
             if request.model not in served and f"{request.model}:latest" not in served:
                 listing = ", ".join(sorted(served)) or "no models"
                 raise InvalidRequest(
-                    f"model {request.model!r} is not served by {base_url}; it serves: {listing}", field="model"
+                    f"model {request.model!r} is not served by {base_url}; it serves: {listing}",
+                    field="model",
                 )
         provider_id = self._provider_id_for(platform, base_url, name)
         normalized = [
-            (m.model if m.model in served else f"{m.model}:latest", m.name.strip() or m.model, m.alias or None)
+            (
+                m.model if m.model in served else f"{m.model}:latest",
+                m.name.strip() or m.model,
+                m.alias or None,
+            )
             for m in models
         ]
         registered = await self._endpoint_store.add(
-            provider_id=provider_id, platform=platform, base_url=base_url, api_key=api_key, models=normalized,
+            provider_id=provider_id,
+            platform=platform,
+            base_url=base_url,
+            api_key=api_key,
+            models=normalized,
         )
-        self._registered = await self._endpoint_store.list()
+        self._registered = await self._endpoint_store.list_all()
         self._detected[registered.id] = tuple(remote)
         self._rebuild()
         await self.health.check(self._endpoints[registered.id])
@@ -348,10 +405,16 @@ class ModelRegistry:
             if not slug:
                 raise InvalidRequest("name must contain letters or digits", field="name")
             if slug in self._cloud:
-                raise InvalidRequest(f"name {slug!r} is reserved for the cloud provider; choose another", field="name")
+                raise InvalidRequest(
+                    f"name {slug!r} is reserved for the cloud provider; choose another", field="name"
+                )
             return slug
         for endpoint in self._endpoints.values():
-            if endpoint.kind == "local" and endpoint.base_url.rstrip("/") == base_url and endpoint.flavor == platform:
+            if (
+                endpoint.kind == "local"
+                and endpoint.base_url.rstrip("/") == base_url
+                and endpoint.flavor == platform
+            ):
                 return endpoint.provider_id
         if platform in ("ollama", "lmstudio") and platform not in {r.provider_id for r in self._registered}:
             builtin = self._endpoints.get(platform)
@@ -363,7 +426,7 @@ class ModelRegistry:
         if not await self._endpoint_store.delete(endpoint_id):
             raise NotFound(f"no registered endpoint {endpoint_id!r}")
         self._detected.pop(endpoint_id, None)
-        self._registered = await self._endpoint_store.list()
+        self._registered = await self._endpoint_store.list_all()
         self._rebuild()
 
     async def record_session(self, model_id: str) -> ModelUsage:
@@ -375,10 +438,16 @@ class ModelRegistry:
 def _detected_entry(endpoint: Endpoint, remote: RemoteModel) -> ModelEntry:
     caps = remote.capabilities or Capabilities()
     lowered = remote.id.lower()
-    modality = "embedding" if "embed" in lowered else ("code" if "code" in lowered else "chat")
+    modality: Modality = "embedding" if "embed" in lowered else ("code" if "code" in lowered else "chat")
     return ModelEntry(
-        id=f"{endpoint.provider_id}/{remote.id}", provider_id=endpoint.provider_id, upstream=remote.id,
-        display_name=remote.id, modality=modality, capabilities=caps, kind=endpoint.kind, source="detected",
+        id=f"{endpoint.provider_id}/{remote.id}",
+        provider_id=endpoint.provider_id,
+        upstream=remote.id,
+        display_name=remote.id,
+        modality=modality,
+        capabilities=caps,
+        kind=endpoint.kind,
+        source="detected",
         input_price=0.0 if endpoint.kind == "local" else None,
         output_price=0.0 if endpoint.kind == "local" else None,
     )

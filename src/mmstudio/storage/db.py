@@ -15,7 +15,11 @@ from mmstudio.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
 
 
 def async_url(url: str) -> str:
@@ -26,9 +30,7 @@ def async_url(url: str) -> str:
         raise ConfigError(f"MMSTUDIO_DATABASE_URL is not a database URL: {exc}") from exc
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"MMSTUDIO_DATABASE_URL uses {backend!r}; allowed: sqlite (default) or postgresql"
-        )
+        raise ConfigError(f"MMSTUDIO_DATABASE_URL uses {backend!r}; allowed: sqlite (default) or postgresql")
     if "+" not in parsed.drivername:
         parsed = parsed.set(drivername=_DRIVERS[backend])
     return parsed.render_as_string(hide_password=False)

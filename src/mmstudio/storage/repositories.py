@@ -37,10 +37,12 @@ class EndpointRepository:
         self._sessions = sessions
         self._box = box
 
-    async def list(self) -> list[RegisteredEndpoint]:
+    async def list_all(self) -> list[RegisteredEndpoint]:
         async with self._sessions() as session:
             endpoints = (await session.scalars(select(EndpointRow).order_by(EndpointRow.created_at))).all()
-            models = (await session.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.created_at))).all()
+            models = (
+                await session.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.created_at))
+            ).all()
         by_endpoint: dict[str, list[RegisteredModel]] = {}
         for row in models:
             by_endpoint.setdefault(row.endpoint_id, []).append(_model(row))
@@ -62,8 +64,12 @@ class EndpointRepository:
             row = await session.scalar(select(EndpointRow).where(EndpointRow.provider_id == provider_id))
             if row is None:
                 row = EndpointRow(
-                    id=str(uuid.uuid4()), provider_id=provider_id, platform=platform, base_url=base_url,
-                    api_key_encrypted=self._box.encrypt(api_key) if api_key else None, created_at=now,
+                    id=str(uuid.uuid4()),
+                    provider_id=provider_id,
+                    platform=platform,
+                    base_url=base_url,
+                    api_key_encrypted=self._box.encrypt(api_key) if api_key else None,
+                    created_at=now,
                 )
                 session.add(row)
             elif row.base_url != base_url:
@@ -75,7 +81,11 @@ class EndpointRepository:
                 row.api_key_encrypted = self._box.encrypt(api_key)
             existing = {
                 m.upstream_model: m
-                for m in (await session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.endpoint_id == row.id)))
+                for m in (
+                    await session.scalars(
+                        select(RegisteredModelRow).where(RegisteredModelRow.endpoint_id == row.id)
+                    )
+                )
             }
             for upstream, display, alias in models:
                 current = existing.get(upstream)
@@ -83,16 +93,24 @@ class EndpointRepository:
                     current.display_name = display
                     current.alias = alias
                 else:
-                    session.add(RegisteredModelRow(
-                        id=str(uuid.uuid4()), endpoint_id=row.id, upstream_model=upstream,
-                        display_name=display, alias=alias, created_at=now,
-                    ))
+                    session.add(
+                        RegisteredModelRow(
+                            id=str(uuid.uuid4()),
+                            endpoint_id=row.id,
+                            upstream_model=upstream,
+                            display_name=display,
+                            alias=alias,
+                            created_at=now,
+                        )
+                    )
             try:
                 await session.flush()
             except IntegrityError as exc:
-                raise InvalidRequest("that alias is already used by another model; choose another", field="alias") from exc
+                raise InvalidRequest(
+                    "that alias is already used by another model; choose another", field="alias"
+                ) from exc
             endpoint_id = row.id
-        return next(e for e in await self.list() if e.id == endpoint_id)
+        return next(e for e in await self.list_all() if e.id == endpoint_id)
 
     async def delete(self, endpoint_id: str) -> bool:
         async with self._sessions() as session, session.begin():
@@ -101,13 +119,18 @@ class EndpointRepository:
 
     async def delete_model(self, model_id: str) -> bool:
         async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(RegisteredModelRow).where(RegisteredModelRow.id == model_id))
+            result = await session.execute(
+                delete(RegisteredModelRow).where(RegisteredModelRow.id == model_id)
+            )
         return bool(getattr(result, "rowcount", 0))
 
     def _endpoint(self, row: EndpointRow, models: list[RegisteredModel]) -> RegisteredEndpoint:
         return RegisteredEndpoint(
-            id=row.id, provider_id=row.provider_id, platform=row.platform,  # type: ignore[arg-type]
-            base_url=row.base_url, created_at=_aware(row.created_at) or _now(),
+            id=row.id,
+            provider_id=row.provider_id,
+            platform=row.platform,  # type: ignore[arg-type]
+            base_url=row.base_url,
+            created_at=_aware(row.created_at) or _now(),
             api_key=self._box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
             models=tuple(models),
         )
@@ -115,8 +138,12 @@ class EndpointRepository:
 
 def _model(row: RegisteredModelRow) -> RegisteredModel:
     return RegisteredModel(
-        id=row.id, endpoint_id=row.endpoint_id, upstream_model=row.upstream_model,
-        display_name=row.display_name, alias=row.alias, created_at=_aware(row.created_at) or _now(),
+        id=row.id,
+        endpoint_id=row.endpoint_id,
+        upstream_model=row.upstream_model,
+        display_name=row.display_name,
+        alias=row.alias,
+        created_at=_aware(row.created_at) or _now(),
     )
 
 
@@ -146,4 +173,6 @@ class UsageRepository:
     async def all(self) -> dict[str, ModelUsage]:
         async with self._sessions() as session:
             rows = (await session.scalars(select(ModelUsageRow))).all()
-        return {r.model_id: ModelUsage(sessions=r.sessions, last_used_at=_aware(r.last_used_at)) for r in rows}
+        return {
+            r.model_id: ModelUsage(sessions=r.sessions, last_used_at=_aware(r.last_used_at)) for r in rows
+        }

@@ -41,5 +41,6 @@ class SecretBox:
             return self._fernet.decrypt(token.encode("ascii")).decode()
         except InvalidToken as exc:
             raise ConfigError(
-                "a stored API key cannot be decrypted: the secret key changed (MMSTUDIO_SECRET_KEY or secret.key)"
+                "a stored API key cannot be decrypted: the secret key changed "
+                "(MMSTUDIO_SECRET_KEY or secret.key)"
             ) from exc

@@ -37,8 +37,12 @@ def upgrade() -> None:
         sa.Column("alias", sa.String(100), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_registered_models"),
-        sa.ForeignKeyConstraint(["endpoint_id"], ["endpoints.id"], ondelete="CASCADE",
-                                name="fk_registered_models_endpoint_id_endpoints"),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["endpoints.id"],
+            ondelete="CASCADE",
+            name="fk_registered_models_endpoint_id_endpoints",
+        ),
         sa.UniqueConstraint("endpoint_id", "upstream_model", name="uq_registered_models_endpoint_id"),
         sa.UniqueConstraint("alias", name="uq_registered_models_alias"),
     )

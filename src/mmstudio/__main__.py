@@ -1,0 +1,5 @@
+"""`python -m mmstudio`."""
+
+from mmstudio.cli import main
+
+main()

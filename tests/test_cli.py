@@ -1,0 +1,137 @@
+"""The command line, in-process with Typer's runner, against fake engines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmstudio.cli import app
+from tests.domain.conftest import local_env
+from tests.fakes.base import Reply, closed_port
+from tests.fakes.ollama_server import FakeOllamaServer
+from tests.fakes.openai_server import FakeOpenAIServer
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def env(data_dir: Path, ollama: FakeOllamaServer) -> dict[str, str]:
+    return {
+        "MMSTUDIO_DATA_DIR": str(data_dir),
+        **local_env(ollama, None),
+        "OPENAI_API_KEY": "",
+        "ANTHROPIC_API_KEY": "",
+        "GEMINI_API_KEY": "",
+        "GOOGLE_API_KEY": "",
+        "XAI_API_KEY": "",
+        "MMSTUDIO_CONFIG": "",
+        "COLUMNS": "200",
+    }
+
+
+runner = CliRunner()
+
+
+def test_models_list_shows_local_models_with_health(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["models", "list"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "ollama/llama3.2:latest" in result.output and "ms" in result.output
+    assert "OpenAI: " in result.output and "set OPENAI_API_KEY" in result.output
+
+
+def test_models_list_json(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["models", "list", "--json"], env=env)
+    models = {m["id"]: m for m in json.loads(result.output)}
+    assert models["ollama/llama3.2:latest"]["health"]["status"] == "healthy"
+    assert not models["openai/gpt-4o"]["available"]
+
+
+def test_models_detect_and_health(env: dict[str, str]) -> None:
+    detect = runner.invoke(app, ["models", "detect"], env=env)
+    assert (
+        "ollama: 2 model(s)" in detect.output and "lmstudio:" in detect.output and "refused" in detect.output
+    )
+    health = runner.invoke(app, ["models", "health"], env=env)
+    assert health.exit_code == 0 and "version 0.12.3" in health.output
+
+
+def test_models_add_then_chat_by_name(env: dict[str, str]) -> None:
+    with FakeOpenAIServer(flavor="lmstudio", models=["gemma-2-2b-it"]) as lm:
+        env = {**env, "LMSTUDIO_BASE_URL": f"{lm.url}/v1"}
+        added = runner.invoke(
+            app,
+            [
+                "models",
+                "add",
+                "--platform",
+                "lmstudio",
+                "--url",
+                f"{lm.url}/v1",
+                "--model",
+                "gemma-2-2b-it",
+                "--name",
+                "My Gemma 2B",
+            ],
+            env=env,
+        )
+        assert added.exit_code == 0, added.output
+        assert "registered 'My Gemma 2B' as lmstudio/gemma-2-2b-it" in added.output
+        lm.script(Reply(text="Streaming works fine."))
+        chat = runner.invoke(app, ["chat", "My Gemma 2B", "Say something"], env=env)
+        assert chat.exit_code == 0, chat.output
+        assert "Streaming works fine." in chat.output
+        assert lm.requests_to("/v1/chat/completions")[-1].json()["stream"] is True
+        listed = runner.invoke(app, ["models", "list"], env=env)
+        assert "My Gemma 2B" in listed.output
+
+
+def test_models_add_failure_is_a_message_not_a_traceback(env: dict[str, str]) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "models",
+            "add",
+            "--platform",
+            "ollama",
+            "--url",
+            f"http://127.0.0.1:{closed_port()}",
+            "--model",
+            "x",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 1
+    assert "connection refused" in result.output and "Traceback" not in result.output
+    bad = runner.invoke(app, ["models", "add", "--platform", "vllm", "--model", "x"], env=env)
+    assert bad.exit_code == 2 and "ollama, lmstudio, openai_compat" in bad.output
+
+
+def test_interactive_chat_keeps_history(env: dict[str, str], ollama: FakeOllamaServer) -> None:
+    ollama.script(Reply(text="First answer."), Reply(text="Second answer."))
+    result = runner.invoke(app, ["chat", "ollama/llama3.2"], input="hello\nand again\n/exit\n", env=env)
+    assert result.exit_code == 0, result.output
+    assert "First answer." in result.output and "Second answer." in result.output
+    second = ollama.requests_to("/api/chat")[-1].json()["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[1]["content"] == "First answer."
+
+
+def test_chat_unknown_model_lists_available(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["chat", "nope/model", "hi"], env=env)
+    assert result.exit_code == 1
+    assert "Unknown model 'nope/model'" in result.output and "ollama/llama3.2:latest" in result.output
+
+
+def test_bad_config_file_is_named(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("timeouts: {local: -5}\n")
+    result = runner.invoke(app, ["models", "list", "--config", str(bad)], env=env)
+    assert result.exit_code == 1 and "bad.yaml: timeouts.local" in result.output
