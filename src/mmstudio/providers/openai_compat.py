@@ -61,9 +61,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "error": "error",
     "max_tokens": "length",  # a non-OpenAI engine's own word leaking through
 }
-_FINISH_EVENTS: dict[FinishReason, StreamEvent] = {
-    reason: finish_event(reason) for reason in ("stop", "length", "tool_calls", "content_filter", "error")
-}
+_ALL_REASONS: tuple[FinishReason, ...] = ("stop", "length", "tool_calls", "content_filter", "error")
+_FINISH_EVENTS: dict[FinishReason, StreamEvent] = {reason: finish_event(reason) for reason in _ALL_REASONS}
 # Matched against "type code message" lowercased. Context phrasings cover what the shared table
 # in _http misses: llama.cpp ("exceeds the available context size"), xAI ("maximum prompt length").
 _FILTERED = re.compile(r"content_filter|content_policy")
