@@ -16,13 +16,30 @@ KEY = "cloud-SECRET-key-0123456789"
 
 CASES = {
     # provider: (model id, fake factory, base-URL suffix, header carrying the key)
-    "openai": ("openai/gpt-4o", lambda: FakeOpenAIServer(models=["gpt-4o"], api_key=KEY), "/v1", "authorization"),
-    "xai": ("xai/grok-4.3", lambda: FakeOpenAIServer(flavor="xai", models=["grok-4.3"], api_key=KEY), "/v1",
-            "authorization"),
-    "anthropic": ("anthropic/claude-sonnet-4-5",
-                  lambda: FakeAnthropicServer(models=["claude-sonnet-4-5"], api_key=KEY), "", "x-api-key"),
-    "gemini": ("gemini/gemini-2.5-flash", lambda: FakeGeminiServer(models=["gemini-2.5-flash"], api_key=KEY),
-               "/v1beta", "x-goog-api-key"),
+    "openai": (
+        "openai/gpt-4o",
+        lambda: FakeOpenAIServer(models=["gpt-4o"], api_key=KEY),
+        "/v1",
+        "authorization",
+    ),
+    "xai": (
+        "xai/grok-4.3",
+        lambda: FakeOpenAIServer(flavor="xai", models=["grok-4.3"], api_key=KEY),
+        "/v1",
+        "authorization",
+    ),
+    "anthropic": (
+        "anthropic/claude-sonnet-4-5",
+        lambda: FakeAnthropicServer(models=["claude-sonnet-4-5"], api_key=KEY),
+        "",
+        "x-api-key",
+    ),
+    "gemini": (
+        "gemini/gemini-2.5-flash",
+        lambda: FakeGeminiServer(models=["gemini-2.5-flash"], api_key=KEY),
+        "/v1beta",
+        "x-goog-api-key",
+    ),
 }
 ENV = {"openai": "OPENAI", "xai": "XAI", "anthropic": "ANTHROPIC", "gemini": "GEMINI"}
 
@@ -59,8 +76,9 @@ async def test_a_wrong_cloud_key_is_an_authentication_error_without_the_key(
     wrong = "wrong-SECRET-key-9876543210"
     try:
         prefix = ENV[provider]
-        studio = await open_studio({**local_env(None, None), f"{prefix}_API_KEY": wrong,
-                                    f"{prefix}_BASE_URL": fake.url + suffix})
+        studio = await open_studio(
+            {**local_env(None, None), f"{prefix}_API_KEY": wrong, f"{prefix}_BASE_URL": fake.url + suffix}
+        )
         with pytest.raises(AuthenticationError) as info:
             await studio.chat(model_id, [Message.text("user", "hello")])
         assert wrong not in str(info.value) and wrong[:12] not in str(info.value)

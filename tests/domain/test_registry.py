@@ -229,3 +229,18 @@ async def test_chat_refuses_non_chat_and_keyless_models(open_studio: OpenStudio)
         await studio.chat("dalle", [Message.text("user", "a cat")])
     with pytest.raises(InvalidRequest, match="ANTHROPIC_API_KEY"):
         await studio.chat("anthropic/claude-sonnet-4-5", [Message.text("user", "hi")])
+
+
+async def test_an_engine_that_comes_up_later_gets_its_models_detected(
+    open_studio: OpenStudio, ollama: FakeOllamaServer
+) -> None:
+    ollama.route_errors.update({"/api/version": 500, "/api/tags": 500})  # "not up yet"
+    studio = await open_studio(local_env(ollama, None))
+    (result,) = [r for r in await studio.registry.detect() if r.provider_id == "ollama"]
+    assert not result.ok and studio.registry.health.state("ollama").status == "offline"
+    with pytest.raises(ModelNotFound):
+        studio.registry.resolve("ollama/llama3.2:latest")
+    ollama.route_errors.clear()  # the user starts Ollama
+    await studio.registry.health.check_all()  # the monitor's next round
+    assert studio.registry.health.state("ollama").status == "healthy"
+    assert studio.registry.resolve("ollama/llama3.2:latest").entry.capabilities.tools
