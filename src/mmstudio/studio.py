@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -124,9 +123,7 @@ class Studio:
     async def __aenter__(self) -> Studio:
         return self
 
-    async def __aexit__(
-        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     # -- chat (direct: the selected model answers; the router adds fallback on top) ---------
