@@ -46,8 +46,12 @@ async def client(
         yield client
 
 
-async def test_healthz(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
+async def test_healthz_and_front_door(client: httpx.AsyncClient) -> None:
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["ready"] is True
+    root = await client.get("/")
+    assert root.status_code == 307 and root.headers["location"] == "/docs"
+    assert "/api/models/endpoints" in (await client.get("/openapi.json")).json()["paths"]
 
 
 async def test_list_models_with_everything_a_ui_needs(client: httpx.AsyncClient) -> None:

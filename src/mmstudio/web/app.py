@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from mmstudio import __version__
 from mmstudio.settings import Settings
@@ -68,6 +69,11 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
             "version": __version__,
             "error": state.startup_error,
         }
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        # Until the studio's pages exist, the front door is the interactive API reference.
+        return RedirectResponse("/docs")
 
     app.include_router(models_api.router)
     return app
