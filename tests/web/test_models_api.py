@@ -141,6 +141,9 @@ async def test_register_failure_says_why_and_saves_nothing(client: httpx.AsyncCl
         ({"platform": "ollama", "base_url": "http://x:1"}, "at least one model"),
         ({"platform": "ollama", "model": "m"}, "base_url"),
         ({"platform": "ollama", "base_url": "ftp://somewhere", "model": "m"}, "http://"),
+        ({"platform": "ollama", "base_url": "http://[bad", "model": "m"}, "not a valid URL"),
+        ({"platform": "ollama", "base_url": "http://:11434", "model": "m"}, "no host name"),
+        ({"platform": "ollama", "base_url": "http://host:port", "model": "m"}, "not a valid URL"),
     ],
 )
 async def test_bad_registration_input_is_a_clear_4xx(

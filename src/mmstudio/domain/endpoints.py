@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 from mmstudio.config import StudioConfig
 from mmstudio.domain.types import PLATFORM_LABELS, Endpoint, Platform, RegisteredEndpoint
 from mmstudio.errors import (
     AuthenticationError,
     EndpointTestFailed,
+    InvalidRequest,
     ProviderConnectionError,
     ProviderError,
     ProviderHTTPError,
@@ -82,6 +84,23 @@ def build_endpoints(
             key_env=settings.key_env,
         )
     return sorted(by_provider.values(), key=lambda e: (e.kind != "local", e.source == "cloud", e.provider_id))
+
+
+def normalize_base_url(raw: str) -> str:
+    """A base URL a user typed: http(s), a host, no trailing slash; else InvalidRequest saying why."""
+    value = raw.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise InvalidRequest(f"base_url must start with http:// or https://, got {raw!r}", field="base_url")
+    try:
+        parsed = urlsplit(value)
+        host, _port = parsed.hostname, parsed.port  # .port raises on a non-numeric port
+    except ValueError as exc:
+        raise InvalidRequest(f"base_url {raw!r} is not a valid URL: {exc}", field="base_url") from None
+    if not host:
+        raise InvalidRequest(
+            f"base_url {raw!r} has no host name (e.g. http://127.0.0.1:11434)", field="base_url"
+        )
+    return value
 
 
 def _registered_label(reg: RegisteredEndpoint) -> str:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from mmstudio.config import StudioConfig
 from mmstudio.domain.catalog import cloud_catalog, legacy_alias
-from mmstudio.domain.endpoints import AdapterFactory, build_endpoints, check_connection
+from mmstudio.domain.endpoints import AdapterFactory, build_endpoints, check_connection, normalize_base_url
 from mmstudio.domain.health import HealthMonitor
 from mmstudio.domain.types import (
     PLATFORM_LABELS,
@@ -350,6 +350,7 @@ class ModelRegistry:
         self, platform: Platform, base_url: str, api_key: str | None
     ) -> list[RemoteModel]:
         """The connection test run before saving anything."""
+        base_url = normalize_base_url(base_url)
         probe = Endpoint(
             "test", "test", platform, base_url, "local", "user", PLATFORM_LABELS[platform], api_key=api_key
         )
@@ -365,9 +366,7 @@ class ModelRegistry:
         name: str | None = None,
     ) -> RegisteredEndpoint:
         """Test the connection, check the models are served, then save. A failure saves nothing."""
-        base_url = base_url.strip().rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise InvalidRequest("base_url must start with http:// or https://", field="base_url")
+        base_url = normalize_base_url(base_url)
         remote = await self.test_endpoint(platform, base_url, api_key)
         served = {m.id for m in remote}
         for request in models:

@@ -89,7 +89,7 @@ async def test_endpoint(body: EndpointTest, studio: StudioDep) -> EndpointTestRe
     """Test a connection without saving: latency and served models, or the exact cause of failure."""
     start = time.perf_counter()
     try:
-        remote = await studio.registry.test_endpoint(body.platform, body.base_url.rstrip("/"), body.api_key)
+        remote = await studio.registry.test_endpoint(body.platform, body.base_url, body.api_key)
     except EndpointTestFailed as exc:
         return EndpointTestResult(
             ok=False, latency_ms=_ms(start), models=[], cause=exc.cause, message=exc.message
