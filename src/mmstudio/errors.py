@@ -168,8 +168,17 @@ class MidStreamError(ProviderError):
 
     retryable = True
 
-    def __init__(self, message: str, *, partial_text: str = "", **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str = "",
+        provider: str = "",
+        model: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model, status=status, retry_after=retry_after)
         self.partial_text = partial_text
 
 
