@@ -83,11 +83,53 @@ class Timeouts(_Strict):
     cloud: float = Field(default=60.0, gt=0, le=3600)
 
 
+class Routing(_Strict):
+    """How the router retries, falls back and cools models down."""
+
+    retries: int = Field(default=2, ge=0, le=10, description="retries per model for retryable failures")
+    backoff_base: float = Field(default=0.25, ge=0, le=60, description="first backoff in seconds")
+    backoff_max: float = Field(default=8.0, ge=0, le=300)
+    max_retry_after: float = Field(
+        default=20.0, ge=0, le=3600, description="a longer Retry-After moves on to the next model"
+    )
+    deadline: float = Field(default=300.0, gt=0, le=86400, description="whole request, all attempts")
+    max_candidates: int = Field(default=5, ge=1, le=50)
+    auto_fallback: bool = Field(
+        default=True, description="without fallback_chain: local models first, then cloud"
+    )
+    breaker_failures: int = Field(default=5, ge=1, le=1000, description="consecutive failures that open")
+    breaker_cooldown: float = Field(default=30.0, gt=0, le=86400, description="seconds before a probe")
+
+
+class RateLimit(_Strict):
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute")
+
+
+class Limits(_Strict):
+    """Rate limits (in-process, or shared through MMSTUDIO_REDIS_URL) and request size."""
+
+    per_key: RateLimit = Field(default_factory=RateLimit, description="every gateway key, unless set")
+    per_model: RateLimit = Field(default_factory=RateLimit, description="every model, unless set")
+    models: dict[str, RateLimit] = Field(default_factory=dict, description="per model id")
+    max_body_mb: float = Field(default=20.0, gt=0, le=1024)
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    retention_days: float = Field(default=30.0, gt=0, le=3650)
+    flush_interval_seconds: float = Field(default=1.0, gt=0, le=600)
+    batch_size: int = Field(default=500, ge=1, le=100000)
+
+
 class StudioConfig(_Strict):
     default_model: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
     fallback_chain: tuple[str, ...] = ()
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    routing: Routing = Field(default_factory=Routing)
+    limits: Limits = Field(default_factory=Limits)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

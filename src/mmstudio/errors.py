@@ -5,7 +5,11 @@
     ├── NotFound
     │   └── ModelNotFound              unknown model id; carries what is available
     ├── InvalidRequest                 the caller's input is wrong
+    │   └── PayloadTooLarge            the request body is over the configured limit
+    ├── Unauthorized                   no gateway key, or an unknown or revoked one
+    ├── Forbidden                      the key is valid but may not do this (admin routes)
     ├── RateLimited                    our own limits said no (retry_after)
+    ├── NoModelAvailable               every candidate was skipped (offline, cooling down, lacks a capability)
     ├── EndpointTestFailed             a connection test before registering an endpoint failed
     ├── JobError
     └── ProviderError                  anything an upstream did wrong; the router falls back only on these
@@ -20,7 +24,8 @@
         ├── ProviderTimeout
         ├── ProviderConnectionError    connection refused, DNS, reset before a response
         ├── ProviderProtocolError      the upstream said something we cannot parse (or 200 with an error body)
-        └── MidStreamError             a stream failed after it started (partial_text kept)
+        ├── MidStreamError             a stream failed after it started (partial_text kept)
+        └── AllModelsFailed            the router tried every candidate; `last` is the final cause
 
 Only the web layer maps these to HTTP status codes. Messages never contain secrets: adapters
 pass every upstream message through `redact` with the keys they know.
@@ -71,6 +76,26 @@ class InvalidRequest(StudioError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than `limits.max_body_mb`."""
+
+
+class Unauthorized(StudioError):
+    """A gateway key is required and none (or an unknown or revoked one) was given."""
+
+
+class Forbidden(StudioError):
+    """The gateway key is valid but lacks the right (e.g. admin) for this route."""
+
+
+class NoModelAvailable(StudioError):
+    """The router skipped every candidate; `skipped` says why for each model."""
+
+    def __init__(self, message: str, skipped: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.skipped = list(skipped)
 
 
 class RateLimited(StudioError):
@@ -180,6 +205,26 @@ class MidStreamError(ProviderError):
     ) -> None:
         super().__init__(message, provider=provider, model=model, status=status, retry_after=retry_after)
         self.partial_text = partial_text
+
+
+class AllModelsFailed(ProviderError):
+    """Every candidate failed. `last` is the final error; `attempts` each try in order."""
+
+    def __init__(self, message: str, *, last: ProviderError, attempts: Sequence[object] = ()) -> None:
+        super().__init__(
+            message,
+            provider=last.provider,
+            model=last.model,
+            status=last.status,
+            retry_after=last.retry_after,
+        )
+        self.last = last
+        self.attempts = list(attempts)
+        self.retryable = last.retryable
+
+    @property
+    def kind(self) -> str:
+        return self.last.kind
 
 
 _KIND_NAMES: dict[type[ProviderError], str] = {

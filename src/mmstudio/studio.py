@@ -94,6 +94,9 @@ class Studio:
             environ=env,
         )
         studio = cls(settings, engine, client, registry)
+        # [wiring: rate limiter] (studio.limiter)
+        # [wiring: metrics] (studio.metrics)
+        # [wiring: gateway keys] (studio.keys)
         try:
             await registry.load()
         except Exception:
@@ -105,6 +108,7 @@ class Studio:
         """Detection and the health monitor, in the background: start-up never waits for an engine."""
         self._spawn(self.registry.detect(), "mmstudio-detect")
         self.registry.health.start()
+        # [start: metrics]
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -113,6 +117,8 @@ class Studio:
 
     async def close(self) -> None:
         await self.registry.health.stop()
+        # [close: metrics] (flush everything before the engine is disposed)
+        # [close: rate limiter]
         for task in list(self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

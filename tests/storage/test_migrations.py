@@ -8,17 +8,22 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from mmstudio.storage.db import create_engine, migrate
+from mmstudio.storage.db import alembic_config, create_engine, migrate
 from mmstudio.storage.tables import Base
 
 EXPECTED = {
     "endpoints": {"id", "provider_id", "platform", "base_url", "api_key_encrypted", "created_at"},
     "registered_models": {"id", "endpoint_id", "upstream_model", "display_name", "alias", "created_at"},
     "model_usage": {"model_id", "sessions", "last_used_at"},
+    "gateway_keys": {"id", "name", "key_hash", "prefix", "admin", "rpm", "tpm", "created_at", "revoked_at"},
 }
+
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _schema(conn: Connection) -> dict[str, Any]:
@@ -44,7 +49,7 @@ async def _check(url: str) -> dict[str, Any]:
 def _assert_head(schema: dict[str, Any]) -> None:
     for table, columns in EXPECTED.items():
         assert schema["tables"][table] == columns
-    assert schema["version"] == "0001"
+    assert schema["version"] == HEAD
     assert schema["diff"] == [], f"tables.py and the migrations disagree: {schema['diff']}"
     (fk,) = schema["fks"]
     assert fk["referred_table"] == "endpoints"

@@ -124,3 +124,31 @@ class RegisteredEndpoint:
     created_at: datetime
     api_key: str | None = field(default=None, repr=False)
     models: tuple[RegisteredModel, ...] = ()
+
+
+Outcome = Literal["ok", "error", "rejected", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One routed request, for metrics. `latency_ms` is the whole request; `ttft_ms` the first token."""
+
+    request_id: str
+    created_at: datetime
+    route: str  # "gateway", "studio", "chat", "codegen"
+    outcome: Outcome
+    status_code: int
+    latency_ms: float
+    model_requested: str | None = None
+    model_used: str | None = None
+    provider: str | None = None
+    key_id: str | None = None
+    attempts: int = 0
+    fallback: bool = False
+    error_kind: str | None = None
+    stream: bool = False
+    ttft_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_per_second: float | None = None
+    cost_usd: float | None = None

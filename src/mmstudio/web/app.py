@@ -76,4 +76,6 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
         return RedirectResponse("/docs")
 
     app.include_router(models_api.router)
+    # [routes: metrics]
+    # [routes: gateway keys]
     return app
