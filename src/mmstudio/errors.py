@@ -210,7 +210,9 @@ class MidStreamError(ProviderError):
 class AllModelsFailed(ProviderError):
     """Every candidate failed. `last` is the final error; `attempts` each try in order."""
 
-    def __init__(self, message: str, *, last: ProviderError, attempts: Sequence[object] = ()) -> None:
+    def __init__(
+        self, message: str, *, last: ProviderError, attempts: Sequence[dict[str, object]] = ()
+    ) -> None:
         super().__init__(
             message,
             provider=last.provider,

@@ -1,4 +1,8 @@
-"""The only place that maps StudioError to HTTP status codes and JSON error bodies."""
+"""The only place that maps StudioError to HTTP status codes and JSON error bodies.
+
+Two body shapes: the studio's `{"error": title, "message": ...}` and, under `/v1/`, OpenAI's
+`{"error": {"message", "type", "param", "code"}}` so unchanged OpenAI clients understand it.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,19 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmstudio.errors import (
+    AllModelsFailed,
     ConfigError,
     EndpointTestFailed,
+    Forbidden,
     InvalidRequest,
     ModelNotFound,
+    NoModelAvailable,
     NotFound,
+    PayloadTooLarge,
     ProviderError,
     RateLimited,
     StudioError,
+    Unauthorized,
 )
 from mmstudio.web.deps import StudioStarting
 
@@ -27,16 +36,47 @@ STATUS: list[tuple[type[StudioError], int, str]] = [
     (StudioStarting, 503, "Starting"),
     (ModelNotFound, 400, "Model not found"),
     (NotFound, 404, "Not found"),
+    (PayloadTooLarge, 413, "Request too large"),
     (InvalidRequest, 400, "Invalid request"),
     (EndpointTestFailed, 400, "Connection test failed"),
+    (Unauthorized, 401, "Unauthorized"),
+    (Forbidden, 403, "Forbidden"),
     (RateLimited, 429, "Rate limited"),
+    (NoModelAvailable, 503, "No model available"),
     (ConfigError, 500, "Configuration error"),
     (ProviderError, 502, "Upstream error"),
 ]
 
+# OpenAI's `error.type` for a status code.
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def provider_status(exc: ProviderError) -> int:
+    """What an upstream failure means for our caller: their request was bad (400), the upstream is
+    rate limiting (429), too slow (504), or it failed (502)."""
+    cause = exc.last if isinstance(exc, AllModelsFailed) else exc
+    kind = cause.kind
+    if kind in ("bad_request", "context_too_long", "content_filtered"):
+        return 400
+    if kind == "rate_limited":
+        return 429
+    if kind == "timeout":
+        return 504
+    return 502
+
 
 def error_body(exc: StudioError) -> tuple[int, dict[str, object]]:
     status, title = next(((s, t) for cls, s, t in STATUS if isinstance(exc, cls)), (500, "Error"))
+    if isinstance(exc, ProviderError):
+        status = provider_status(exc)
     body: dict[str, object] = {"error": title, "message": exc.message}
     if isinstance(exc, InvalidRequest) and exc.field:
         body["field"] = exc.field
@@ -44,45 +84,86 @@ def error_body(exc: StudioError) -> tuple[int, dict[str, object]]:
         body["available"] = exc.available[:200]
     if isinstance(exc, EndpointTestFailed):
         body["cause"] = exc.cause
+    if isinstance(exc, NoModelAvailable):
+        body["skipped"] = [{"model": m, "reason": r} for m, r in exc.skipped]
     if isinstance(exc, ProviderError):
         body["kind"] = exc.kind
         if exc.status is not None:
             body["upstream_status"] = exc.status
+    if isinstance(exc, AllModelsFailed):
+        body["attempts"] = list(exc.attempts)
     return status, body
+
+
+def openai_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, object]:
+    kind = OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def render_error(path: str, exc: StudioError) -> JSONResponse:
+    """The response for `exc` on a request to `path`, in the shape that path's clients expect."""
+    status, body = error_body(exc)
+    headers: dict[str, str] = {}
+    retry_after = exc.retry_after if isinstance(exc, (RateLimited, ProviderError)) else None
+    if status == 429 and retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    if is_openai_path(path):
+        code = exc.kind if isinstance(exc, ProviderError) else _openai_code(exc)
+        field = exc.field if isinstance(exc, InvalidRequest) else None
+        body = openai_body(status, exc.message, param=field, code=code)
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def _openai_code(exc: StudioError) -> str | None:
+    if isinstance(exc, ModelNotFound):
+        return "model_not_found"
+    if isinstance(exc, Unauthorized):
+        return "invalid_api_key"
+    if isinstance(exc, RateLimited):
+        return "rate_limit_exceeded"
+    if isinstance(exc, PayloadTooLarge):
+        return "request_too_large"
+    return None
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
-    async def studio_error(_request: Request, exc: StudioError) -> JSONResponse:
-        status, body = error_body(exc)
-        headers = (
-            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
-        )
-        return JSONResponse(body, status_code=status, headers=headers)
+    async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
+        return render_error(request.url.path, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
+        first_field = None
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            first_field = first_field or where
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse(
-            {"error": "Invalid request", "message": "; ".join(problems) or "invalid request body"},
-            status_code=422,
-        )
+        message = "; ".join(problems) or "invalid request body"
+        if is_openai_path(request.url.path):
+            return JSONResponse(openai_body(400, message, param=first_field), status_code=400)
+        return JSONResponse({"error": "Invalid request", "message": message}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if is_openai_path(request.url.path):
+            body = openai_body(exc.status_code, str(exc.detail))
+            return JSONResponse(body, status_code=exc.status_code, headers=headers)
         return JSONResponse(
-            {"error": "HTTP error", "message": str(exc.detail)},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            {"error": "HTTP error", "message": str(exc.detail)}, status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse(
-            {"error": "Internal error", "message": "an unexpected error occurred; see the server log"},
-            status_code=500,
-        )
+        message = "an unexpected error occurred; see the server log"
+        if is_openai_path(request.url.path):
+            return JSONResponse(openai_body(500, message), status_code=500)
+        return JSONResponse({"error": "Internal error", "message": message}, status_code=500)
