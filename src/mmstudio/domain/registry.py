@@ -180,8 +180,10 @@ class ModelRegistry:
                 declared, RemoteModel(override.id.split("/", 1)[1])
             )
             caps = base.capabilities
+            caps_declared = base.capabilities_declared
             if override.capabilities is not None:
                 caps = caps.merged(**override.capabilities.model_dump())
+                caps_declared = True
             entries[override.id] = replace(
                 base,
                 display_name=override.name or base.display_name,
@@ -194,6 +196,7 @@ class ModelRegistry:
                 if override.output_price is not None
                 else base.output_price,
                 source="config" if base.source == "detected" else base.source,
+                capabilities_declared=caps_declared,
             )
         for alias, target in self.config.aliases.items():
             if target in entries:
@@ -449,4 +452,5 @@ def _detected_entry(endpoint: Endpoint, remote: RemoteModel) -> ModelEntry:
         source="detected",
         input_price=0.0 if endpoint.kind == "local" else None,
         output_price=0.0 if endpoint.kind == "local" else None,
+        capabilities_declared=remote.capabilities is not None,
     )

@@ -76,6 +76,9 @@ class ModelEntry:
     registered_id: str | None = None
     timeout: float | None = None
     fallbacks: tuple[str, ...] = ()
+    # False when the upstream did not say what the model can do (a generic OpenAI-compatible
+    # server): the router then does not skip it for lacking a capability.
+    capabilities_declared: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""Fallback is a plan: a request becomes an ordered list of candidate models.
+
+The selected model, its configured fallbacks, then the default chain (the configured
+`fallback_chain`, or automatically: local models first, then one model per cloud provider whose
+key is set), skipping models that are offline, cooling down, not chat models, or lacking a
+capability the request needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from mmstudio.config import StudioConfig
+from mmstudio.domain.breaker import CircuitBreaker
+from mmstudio.domain.registry import ModelRegistry, Resolved
+from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelAvailable
+from mmstudio.providers.base import ChatRequest
+
+CandidateSource = Literal["selected", "fallback", "chain"]
+
+# The model tried for each cloud provider in the automatic chain: the first one the catalog has.
+CLOUD_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini"),
+    "anthropic": ("claude-haiku-4-5", "claude-3-5-haiku-latest"),
+    "gemini": ("gemini-2.5-flash", "gemini-flash-latest", "gemini-2.0-flash"),
+    "xai": ("grok-4.3", "grok-3-mini", "grok-3"),
+}
+CHAT_MODALITIES = ("chat", "code")
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a request needs from a model."""
+
+    tools: bool = False
+    vision: bool = False
+
+    @classmethod
+    def of(cls, request: ChatRequest) -> Needs:
+        return cls(tools=bool(request.tools), vision=request.has_images)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    resolved: Resolved
+    source: CandidateSource
+    timeout: float  # per attempt, seconds
+
+    @property
+    def model_id(self) -> str:
+        return self.resolved.entry.id
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    requested: str | None  # what the caller asked for (None: the default)
+    candidates: tuple[Candidate, ...]
+    skipped: tuple[tuple[str, str], ...]  # (model id, why)
+
+
+class Planner:
+    def __init__(self, registry: ModelRegistry, config: StudioConfig, breaker: CircuitBreaker) -> None:
+        self.registry = registry
+        self.config = config
+        self.breaker = breaker
+
+    def timeout_for(self, resolved: Resolved) -> float:
+        entry = resolved.entry
+        if entry.timeout is not None:
+            return entry.timeout
+        return self.config.timeouts.local if entry.kind == "local" else self.config.timeouts.cloud
+
+    def plan(self, model: str | None, needs: Needs, *, fallbacks: bool = True) -> Plan:
+        """Raises ModelNotFound for an unknown model and NoModelAvailable when every candidate is out."""
+        ordered: list[tuple[Resolved, CandidateSource]] = []
+        skipped: list[tuple[str, str]] = []
+        selected = self._selected(model)
+        if selected is not None:
+            ordered.append((selected, "selected"))
+            for ref in selected.entry.fallbacks:
+                self._add_ref(ref, "fallback", ordered, skipped)
+        if fallbacks or selected is None:
+            for resolved in self._chain(skipped):
+                ordered.append((resolved, "chain"))
+        candidates: list[Candidate] = []
+        seen: set[str] = set()
+        for resolved, source in ordered:
+            model_id = resolved.entry.id
+            if model_id in seen:
+                continue
+            seen.add(model_id)
+            reason = self._unusable(resolved, needs)
+            if reason is not None:
+                skipped.append((model_id, reason))
+                continue
+            if len(candidates) < self.config.routing.max_candidates:
+                candidates.append(Candidate(resolved, source, self.timeout_for(resolved)))
+        if not candidates:
+            raise NoModelAvailable(_nothing_left(model, skipped), skipped)
+        return Plan(model, tuple(candidates), tuple(skipped))
+
+    def default_model(self) -> str | None:
+        """The configured default model's id, else the first model of the automatic chain."""
+        if self.config.default_model:
+            try:
+                return self.registry.resolve(self.config.default_model).entry.id
+            except ModelNotFound:
+                return None
+        first = next(iter(self._chain([])), None)
+        return first.entry.id if first is not None else None
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def _selected(self, model: str | None) -> Resolved | None:
+        if model is not None and model.strip():
+            return self.registry.resolve(model)
+        if self.config.default_model:
+            try:
+                return self.registry.resolve(self.config.default_model)
+            except ModelNotFound as exc:
+                raise ModelNotFound(
+                    self.config.default_model,
+                    exc.available,
+                    f"The configured default_model {self.config.default_model!r} is not in the registry. "
+                    f"Name a model in the request or fix the config. Available: "
+                    f"{', '.join(exc.available[:20]) or 'none'}",
+                ) from None
+        return None
+
+    def _add_ref(
+        self,
+        ref: str,
+        source: CandidateSource,
+        ordered: list[tuple[Resolved, CandidateSource]],
+        skipped: list[tuple[str, str]],
+    ) -> None:
+        try:
+            ordered.append((self.registry.resolve(ref), source))
+        except ModelNotFound:
+            skipped.append((ref, "not in the registry"))
+
+    def _chain(self, skipped: list[tuple[str, str]]) -> Iterable[Resolved]:
+        if self.config.fallback_chain:
+            for ref in self.config.fallback_chain:
+                try:
+                    yield self.registry.resolve(ref)
+                except ModelNotFound:
+                    skipped.append((ref, "not in the registry"))
+            return
+        if not self.config.routing.auto_fallback:
+            return
+        yield from self._auto_chain()
+
+    def _auto_chain(self) -> Iterable[Resolved]:
+        """Local chat models (user-registered first, then the most used), then one per cloud provider."""
+        views = [v for v in self.registry.views() if v.entry.modality in CHAT_MODALITIES and v.available]
+        local = [v for v in views if v.entry.kind == "local" and v.health.status != "offline"]
+        local.sort(key=lambda v: (v.entry.source != "registered", -v.usage.sessions, v.entry.id))
+        for view in local:
+            yield Resolved(view.entry, view.endpoint, view.entry.display_name)
+        by_id = {v.entry.id: v for v in views if v.entry.kind == "cloud"}
+        for provider, names in CLOUD_DEFAULTS.items():
+            for name in names:
+                cloud = by_id.get(f"{provider}/{name}")
+                if cloud is not None:
+                    yield Resolved(cloud.entry, cloud.endpoint, cloud.entry.display_name)
+                    break
+
+    def _unusable(self, resolved: Resolved, needs: Needs) -> str | None:
+        entry, endpoint = resolved.entry, resolved.endpoint
+        if entry.modality not in CHAT_MODALITIES:
+            return f"is a {entry.modality} model, not a chat model"
+        if not endpoint.enabled:
+            return f"needs {endpoint.key_env} to be set"
+        health = self.registry.health.state(endpoint.id)
+        if endpoint.kind == "local" and health.status == "offline":
+            return f"{endpoint.display_name} at {endpoint.base_url} is offline ({health.last_error})"
+        view = self.breaker.view(entry.id)
+        if view.state == "open":
+            wait = max(1, round(view.retry_in or 0))
+            return f"cooling down after {view.failures} failures (retry in {wait} s)"
+        if view.state == "half_open" and not self.breaker.available(entry.id):
+            return "cooling down (a probe request is deciding whether it is back)"
+        caps = entry.capabilities
+        if needs.tools and entry.capabilities_declared and not caps.tools:
+            return "does not support tool calling"
+        if needs.vision and entry.capabilities_declared and not caps.vision:
+            return "does not accept images"
+        return None
+
+
+def _nothing_left(model: str | None, skipped: list[tuple[str, str]]) -> str:
+    if not skipped:
+        return (
+            "No model is available. Start a local engine (Ollama, LM Studio), register a model "
+            "(POST /api/models/endpoints) or set a cloud key (OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+            "GEMINI_API_KEY, XAI_API_KEY)."
+        )
+    reasons = "; ".join(f"{m} {why}" for m, why in skipped[:10])
+    head = f"No model can answer this request for {model!r}" if model else "No model can answer this request"
+    return f"{head}: {reasons}."
+
+
+def check_messages(request: ChatRequest) -> None:
+    if not request.messages:
+        raise InvalidRequest("at least one message is needed", field="messages")
