@@ -1,4 +1,4 @@
-"""Shared fixtures: fake upstreams, a real PostgreSQL, settings for a fresh data directory."""
+"""Shared fixtures: fake upstreams, a real PostgreSQL and Redis, settings for a fresh data directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import postgres_server
+from tests.servers import postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +40,20 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """One redis-server for the session; tests that count keys take `fresh_redis_url` instead."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_redis_url(redis_url: str) -> str:
+    """The session's Redis, emptied (FLUSHALL) before this test."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
+    return redis_url

@@ -1,4 +1,4 @@
-"""Real servers the tests start themselves (PostgreSQL) on loopback ports, stopped by PID."""
+"""Real servers the tests start themselves (PostgreSQL, Redis) on loopback ports, stopped by PID."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,4 +77,46 @@ def postgres_server() -> Iterator[str]:
         yield f"postgresql+asyncpg://mmstudio@127.0.0.1:{port}/postgres"
     finally:
         stop_pid(pid)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def redis_answers(port: int) -> bool:
+    """True when a Redis on this loopback port replies +PONG to PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """Debian's redis-server on a free loopback port, nothing persisted; yields a redis:// URL."""
+    import pytest
+
+    binary = "/usr/bin/redis-server"
+    if not os.path.exists(binary):
+        pytest.skip("redis-server is not installed: scripts/test installs Debian's 'redis-server' package")
+    base = Path(tempfile.mkdtemp(prefix="mmstudio-redis-"))
+    log = base / "server.log"
+    port = free_port()
+    options = ["--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [binary, *options, "--daemonize", "no", "--dir", str(base)], stdout=out, stderr=out
+        )
+    # redis-server is our child: reap it as soon as it exits, or stop_pid would wait on a zombie.
+    reaper = threading.Thread(target=process.wait, name="redis-reaper", daemon=True)
+    reaper.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not redis_answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}:\n{log.read_text()[-2000:]}")
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_pid(process.pid)
+        reaper.join(timeout=5)
         shutil.rmtree(base, ignore_errors=True)
