@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +10,11 @@ import pytest
 from sqlalchemy import text
 
 from mmstudio.errors import InvalidRequest
-from mmstudio.storage.db import create_engine, migrate, session_factory
+from mmstudio.storage.db import session_factory
 from mmstudio.storage.repositories import EndpointRepository, UsageRepository
 from mmstudio.storage.secrets import SecretBox
-from tests.conftest import blank_postgres_database
 
 SECRET = "sk-local-SECRET-0123456789abcdef"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        url = await blank_postgres_database(request.getfixturevalue("postgres_admin_url"))
-    engine = create_engine(url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 async def test_endpoint_key_is_encrypted_at_rest(engine: Any, tmp_path: Path) -> None:

@@ -1,0 +1,135 @@
+"""Request metrics over HTTP: /metrics for Prometheus and /api/metrics for the studio's charts."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from mmstudio.errors import InvalidRequest
+from mmstudio.web.deps import StudioDep
+
+router = APIRouter(tags=["metrics"])
+
+BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
+RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DEFAULT_RANGE = timedelta(hours=24)
+
+
+class MetricsStatsPublic(BaseModel):
+    """Aggregates over a set of requests. Latency percentiles cover successful requests only."""
+
+    requests: int
+    ok: int
+    errors: int
+    rejected: int = Field(description="refused by our own limits or routing before any model answered")
+    cancelled: int
+    fallbacks: int = Field(description="requests served by a model other than the first candidate")
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    ttft_mean_ms: float | None = Field(description="mean time to first token")
+    input_tokens: int
+    output_tokens: int
+    tokens_per_second_mean: float | None
+    cost_usd: float
+
+
+class MetricsSeriesPublic(BaseModel):
+    """One value per time bucket (aligned with `buckets`): 0 or null where there were no requests."""
+
+    requests: list[int]
+    ok: list[int]
+    errors: list[int]
+    rejected: list[int]
+    cancelled: list[int]
+    fallbacks: list[int]
+    latency_p50_ms: list[float | None]
+    latency_p95_ms: list[float | None]
+    ttft_mean_ms: list[float | None]
+    input_tokens: list[int]
+    output_tokens: list[int]
+    tokens_per_second_mean: list[float | None]
+    cost_usd: list[float]
+
+
+class ModelMetricsPublic(BaseModel):
+    model: str | None = Field(description="the model that answered; null: the request reached no model")
+    totals: MetricsStatsPublic
+    series: MetricsSeriesPublic
+
+
+class MetricsSummaryPublic(BaseModel):
+    enabled: bool = Field(description="false when metrics are turned off in the configuration")
+    since: datetime
+    until: datetime
+    bucket: str
+    bucket_seconds: int
+    model: str | None = Field(description="the model filter, if one was given")
+    buckets: list[datetime] = Field(description="start of each time bucket (UTC), ascending")
+    totals: MetricsStatsPublic
+    series: MetricsSeriesPublic
+    models: list[ModelMetricsPublic] = Field(description="one entry per model, most requests first")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(studio: StudioDep) -> Response:
+    """Prometheus text exposition of the request counters and histograms."""
+    body, content_type = studio.metrics.prometheus()
+    return Response(content=body, headers={"Content-Type": content_type})
+
+
+@router.get("/api/metrics", response_model=MetricsSummaryPublic)
+async def summary(
+    studio: StudioDep,
+    since: Annotated[
+        str | None, Query(description="ISO-8601 time or a relative one like 1h, 24h, 7d (default 24h)")
+    ] = None,
+    until: Annotated[str | None, Query(description="ISO-8601 time, relative, or now (default)")] = None,
+    bucket: Annotated[str, Query(description="bucket size: " + ", ".join(BUCKETS))] = "1h",
+    model: Annotated[str | None, Query(description="only this model (provider/model)")] = None,
+) -> MetricsSummaryPublic:
+    """Requests, errors, fallbacks, latency p50/p95, time to first token, tokens and cost, in total,
+    per model and per time bucket."""
+    bucket_seconds = BUCKETS.get(bucket)
+    if bucket_seconds is None:
+        raise InvalidRequest(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}", field="bucket")
+    now = studio.metrics.now()
+    end = _parse_time(until, now, "until") if until else now
+    start = _parse_time(since, now, "since") if since else end - DEFAULT_RANGE
+    if start >= end:
+        raise InvalidRequest(
+            f"since ({start.isoformat()}) must be before until ({end.isoformat()})", field="since"
+        )
+    data = await studio.metrics.summary(
+        since=start, until=end, bucket_seconds=bucket_seconds, model=model or None
+    )
+    return MetricsSummaryPublic.model_validate({**data, "bucket": bucket})
+
+
+def _parse_time(value: str, now: datetime, name: str) -> datetime:
+    text = value.strip()
+    if text == "now":
+        return now
+    relative = RELATIVE.match(text)
+    if relative:
+        amount, unit = relative.groups()
+        try:
+            return now - timedelta(**{UNITS[unit]: int(amount)})
+        except OverflowError:
+            raise InvalidRequest(f"{name} reaches before year 1: {value!r}", field=name) from None
+    # An unencoded "+00:00" in a query string arrives as " 00:00".
+    for candidate in (text, text.replace(" ", "+")):
+        try:
+            parsed = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise InvalidRequest(
+        f"{name} must be an ISO-8601 time (like 2026-01-31T12:00:00Z), a relative time like "
+        f"30m, 1h, 24h, 7d (units s, m, h, d, w) or 'now'; got {value!r}",
+        field=name,
+    )
