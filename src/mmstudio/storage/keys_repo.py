@@ -1,0 +1,94 @@
+"""Stored gateway keys: only their SHA-256 hashes, never the keys. Returns domain GatewayKey objects."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from mmstudio.domain.keys import GatewayKey
+from mmstudio.storage.tables import GatewayKeyRow
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite drops the timezone; everything we store is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _key(row: GatewayKeyRow) -> GatewayKey:
+    return GatewayKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        admin=row.admin,
+        rpm=row.rpm,
+        tpm=row.tpm,
+        created_at=_aware(row.created_at),
+        revoked_at=_aware(row.revoked_at) if row.revoked_at is not None else None,
+    )
+
+
+class KeyRepository:
+    """The `gateway_keys` table."""
+
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self._sessions = sessions
+
+    async def add(
+        self, *, name: str, key_hash: str, prefix: str, admin: bool, rpm: int | None, tpm: int | None
+    ) -> GatewayKey:
+        row = GatewayKeyRow(
+            id=str(uuid.uuid4()),
+            name=name,
+            key_hash=key_hash,
+            prefix=prefix,
+            admin=admin,
+            rpm=rpm,
+            tpm=tpm,
+            created_at=_now(),
+            revoked_at=None,
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        return _key(row)
+
+    async def get_by_hash(self, key_hash: str) -> GatewayKey | None:
+        """The key with this hash, revoked or not (the caller decides)."""
+        async with self._sessions() as session:
+            row = await session.scalar(select(GatewayKeyRow).where(GatewayKeyRow.key_hash == key_hash))
+        return _key(row) if row is not None else None
+
+    async def list_all(self) -> list[GatewayKey]:
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(GatewayKeyRow).order_by(GatewayKeyRow.created_at, GatewayKeyRow.id)
+                )
+            ).all()
+        return [_key(row) for row in rows]
+
+    async def revoke(self, key_id: str, at: datetime | None = None) -> GatewayKey | None:
+        """Set `revoked_at` (once: revoking again keeps the first time). None if there is no such key."""
+        async with self._sessions() as session, session.begin():
+            # One conditional UPDATE, so two processes revoking at once agree on the time.
+            await session.execute(
+                update(GatewayKeyRow)
+                .where(GatewayKeyRow.id == key_id, GatewayKeyRow.revoked_at.is_(None))
+                .values(revoked_at=at or _now())
+            )
+            row = await session.scalar(select(GatewayKeyRow).where(GatewayKeyRow.id == key_id))
+            return _key(row) if row is not None else None
+
+    async def count_active(self) -> int:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(GatewayKeyRow).where(GatewayKeyRow.revoked_at.is_(None))
+            )
+        return int(count or 0)
