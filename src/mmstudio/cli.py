@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import os
 import sys
@@ -81,15 +82,27 @@ def _main(version: Annotated[bool, typer.Option("--version", help="print the ver
         raise typer.Exit()
 
 
+class LogLevel(enum.StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)] = 8765,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(help="log level of the server and mmstudio", envvar="MMSTUDIO_LOG_LEVEL")
+    ] = LogLevel.info,
 ) -> None:
     """Start the studio (web UI, studio API, OpenAI-compatible API) on embedded defaults."""
+    import logging
+
     import uvicorn
 
     from mmstudio.web.app import create_app
@@ -100,7 +113,10 @@ def serve(
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from None
     err.print(f"mmstudio {__version__} on http://{host}:{port}  (data: {settings.data_dir.resolve()})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    logging.basicConfig(
+        level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.value, access_log=False)
 
 
 @models_app.command("list")
@@ -279,6 +295,9 @@ def chat(
     model: Annotated[str, typer.Argument(help="provider/model, a registered name or an alias")],
     prompt: Annotated[str | None, typer.Argument(help="the prompt; omit for an interactive chat")] = None,
     system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
+    fallback: Annotated[
+        bool, typer.Option("--fallback/--no-fallback", help="let another model answer if this one fails")
+    ] = True,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -288,13 +307,25 @@ def chat(
 
     async def answer(studio: Studio) -> None:
         parts: list[str] = []
-        async for event in studio.stream_chat(model, history):
+        stream = studio.stream_chat(model, history, fallbacks=fallback)
+        failure = None
+        async for event in stream:
             if event.type == "text":
                 parts.append(event.text)
                 sys.stdout.write(event.text)
                 sys.stdout.flush()
+            elif event.type == "error":
+                failure = event.error
         sys.stdout.write("\n")
         history.append(Message.text("assistant", "".join(parts)))
+        info = stream.info
+        if info.fallback and info.resolved is not None:
+            err.print(
+                f"[dim](answered by {info.resolved.display_name} ({info.model_used}) "
+                f"after {len(info.attempts)} attempts)[/]"
+            )
+        if failure is not None:
+            raise StudioError(failure)
 
     async def work(studio: Studio) -> None:
         resolved = await studio.registry.resolve_fresh(model)

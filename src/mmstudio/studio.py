@@ -11,41 +11,71 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from mmstudio.domain.registry import ModelRegistry, Resolved
+from mmstudio.config import RateLimit
+from mmstudio.domain.keys import GatewayKeys
+from mmstudio.domain.metrics import MetricsRecorder
+from mmstudio.domain.ratelimit import RateLimiter
+from mmstudio.domain.registry import ModelRegistry
+from mmstudio.domain.router import Routed, RoutedStream, RouteOptions, Router
 from mmstudio.domain.types import Endpoint
-from mmstudio.errors import InvalidRequest
 from mmstudio.providers import create_adapter
 from mmstudio.providers.base import (
     ChatRequest,
-    ChatResponse,
     EndpointConfig,
     Message,
     ProviderAdapter,
-    StreamEvent,
 )
 from mmstudio.settings import Settings
 from mmstudio.storage.db import create_engine, migrate, session_factory
+from mmstudio.storage.keys_repo import KeyRepository
+from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, UsageRepository
 from mmstudio.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
+ANONYMOUS = "anonymous"  # the per-key limit's subject while gateway keys are off
 QUIRKS = {"lmstudio": frozenset({"lmstudio"}), "xai": frozenset({"xai"})}
 
 
-@dataclass(frozen=True)
-class ChatResult:
-    response: ChatResponse
-    resolved: Resolved
+class RouterLimits:
+    """The router's view of the rate limiter: per key and per model, requests and tokens."""
+
+    def __init__(self, limiter: Any) -> None:
+        self.limiter = limiter
+
+    async def check_key(self, key_id: str | None, limit: RateLimit | None) -> None:
+        subject = self.limiter.for_key(key_id or ANONYMOUS, limit)
+        if subject is not None:
+            await self.limiter.hit(subject)
+
+    async def check_model(self, model_id: str) -> None:
+        subject = self.limiter.for_model(model_id)
+        if subject is not None:
+            await self.limiter.hit(subject)
+
+    async def count_tokens(
+        self, key_id: str | None, key_limit: RateLimit | None, model_id: str, tokens: int
+    ) -> None:
+        for subject in (
+            self.limiter.for_key(key_id or ANONYMOUS, key_limit),
+            self.limiter.for_model(model_id),
+        ):
+            if subject is not None:
+                await self.limiter.add_tokens(subject, tokens)
 
 
 class Studio:
+    limiter: RateLimiter
+    metrics: MetricsRecorder
+    router: Router
+    keys: GatewayKeys
+
     def __init__(
         self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
     ) -> None:
@@ -94,11 +124,19 @@ class Studio:
             environ=env,
         )
         studio = cls(settings, engine, client, registry)
-        # [wiring: rate limiter] (studio.limiter)
-        # [wiring: metrics] (studio.metrics)
-        # [wiring: gateway keys] (studio.keys)
         try:
+            studio.limiter = RateLimiter(settings.config.limits, settings.redis_url)
+            studio.metrics = MetricsRecorder(MetricsRepository(sessions), settings.config.metrics)
+            studio.keys = GatewayKeys(KeyRepository(sessions), settings.api_keys)
+            await studio.keys.load()
             await registry.load()
+            studio.router = Router(
+                registry,
+                settings.config,
+                limiter=RouterLimits(studio.limiter),
+                metrics=studio.metrics,
+                on_success=registry.record_session,
+            )
         except Exception:
             await studio.close()
             raise
@@ -108,7 +146,7 @@ class Studio:
         """Detection and the health monitor, in the background: start-up never waits for an engine."""
         self._spawn(self.registry.detect(), "mmstudio-detect")
         self.registry.health.start()
-        # [start: metrics]
+        self.metrics.start()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -117,8 +155,15 @@ class Studio:
 
     async def close(self) -> None:
         await self.registry.health.stop()
-        # [close: metrics] (flush everything before the engine is disposed)
-        # [close: rate limiter]
+        router: Router | None = getattr(self, "router", None)
+        if router is not None:
+            await router.drain()  # session counts of answers already sent
+        metrics: MetricsRecorder | None = getattr(self, "metrics", None)
+        if metrics is not None:
+            await metrics.close()  # writes everything buffered, before the engine is disposed
+        limiter: RateLimiter | None = getattr(self, "limiter", None)
+        if limiter is not None:
+            await limiter.close()
         for task in list(self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -132,38 +177,19 @@ class Studio:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- chat (direct: the selected model answers; the router adds fallback on top) ---------
+    # -- chat (the Python API: through the router, like every other way in) --------------------
 
-    def _request(
-        self, resolved: Resolved, messages: Sequence[Message], **params: Any
-    ) -> tuple[ProviderAdapter, ChatRequest]:
-        if not messages:
-            raise InvalidRequest("at least one message is needed", field="messages")
-        entry = resolved.entry
-        if entry.modality not in ("chat", "code"):
-            raise InvalidRequest(
-                f"{entry.id} is a {entry.modality} model; choose a chat model", field="model"
-            )
-        endpoint = resolved.endpoint
-        if not endpoint.enabled:
-            raise InvalidRequest(
-                f"{entry.id} is unavailable: set {endpoint.key_env} to enable it", field="model"
-            )
-        request = ChatRequest(model=entry.upstream, messages=tuple(messages), **params)
-        return self.registry.adapter(endpoint), request
+    async def chat(
+        self, model: str, messages: Sequence[Message], *, fallbacks: bool = True, **params: Any
+    ) -> Routed:
+        """Ask `model` (id, name or alias; empty for the default). `fallbacks=False` pins it.
+        The result's `info` says which model answered, after which attempts."""
+        request = ChatRequest(model=model, messages=tuple(messages), **params)
+        return await self.router.chat(request, RouteOptions(fallbacks=fallbacks, route="python"))
 
-    async def chat(self, model: str, messages: Sequence[Message], **params: Any) -> ChatResult:
-        resolved = await self.registry.resolve_fresh(model)
-        adapter, request = self._request(resolved, messages, **params)
-        response = await adapter.chat(request)
-        await self.registry.record_session(resolved.entry.id)
-        return ChatResult(response, resolved)
-
-    async def stream_chat(
-        self, model: str, messages: Sequence[Message], **params: Any
-    ) -> AsyncIterator[StreamEvent]:
-        resolved = await self.registry.resolve_fresh(model)
-        adapter, request = self._request(resolved, messages, **params)
-        async for event in adapter.stream(request):
-            yield event
-        await self.registry.record_session(resolved.entry.id)
+    def stream_chat(
+        self, model: str, messages: Sequence[Message], *, fallbacks: bool = True, **params: Any
+    ) -> RoutedStream:
+        """Iterate for `StreamEvent`s; `.info` is live (the model answering right now)."""
+        request = ChatRequest(model=model, messages=tuple(messages), **params)
+        return self.router.stream(request, RouteOptions(fallbacks=fallbacks, route="python"))

@@ -6,7 +6,14 @@ import pytest
 
 from mmstudio.config import StudioConfig, Timeouts
 from mmstudio.domain.registry import ModelRequest
-from mmstudio.errors import EndpointTestFailed, InvalidRequest, ModelNotFound, NotFound
+from mmstudio.errors import (
+    EndpointTestFailed,
+    InvalidRequest,
+    ModelNotFound,
+    NoModelAvailable,
+    NotFound,
+    ProviderError,
+)
 from mmstudio.providers.base import Message
 from tests.domain.conftest import OpenStudio, local_env
 from tests.fakes.base import BlackHole, Reply, closed_port
@@ -111,7 +118,7 @@ async def test_register_other_server_gets_its_own_provider(
         assert saved.provider_id == "gpu-box"
         assert box.requests[-1].headers["authorization"] == "Bearer sk-box-1234567890"
         result = await studio.chat("Qwen Coder", [Message.text("user", "hi")])
-        assert result.response.text and result.resolved.entry.id == "gpu-box/qwen2.5-coder"
+        assert result.response.text and result.info.model_used == "gpu-box/qwen2.5-coder"
         await studio.registry.remove_endpoint(saved.id)
         with pytest.raises(ModelNotFound):
             studio.registry.resolve("Qwen Coder")
@@ -192,9 +199,10 @@ async def test_sessions_are_counted_on_success_only(
         [e.text async for e in studio.stream_chat("ollama/llama3.2", [Message.text("user", "again")])]
     )
     assert text == "Hello from the fake."
-    ollama.script(Reply(status=500))
-    with pytest.raises(Exception, match="HTTP 500"):
-        await studio.chat("ollama/llama3.2", [Message.text("user", "fails")])
+    ollama.script(*[Reply(status=500)] * 3)  # and its two retries
+    with pytest.raises(ProviderError, match="HTTP 500"):
+        await studio.chat("ollama/llama3.2", [Message.text("user", "fails")], fallbacks=False)
+    await studio.router.drain()
     view = next(v for v in studio.registry.views() if v.entry.id == "ollama/llama3.2:latest")
     assert view.usage.sessions == 2 and view.usage.last_used_at is not None
 
@@ -225,10 +233,10 @@ async def test_config_overrides_and_config_endpoints(
 
 async def test_chat_refuses_non_chat_and_keyless_models(open_studio: OpenStudio) -> None:
     studio = await open_studio({**local_env(None, None), "OPENAI_API_KEY": "sk-x"})
-    with pytest.raises(InvalidRequest, match="image model"):
-        await studio.chat("dalle", [Message.text("user", "a cat")])
-    with pytest.raises(InvalidRequest, match="ANTHROPIC_API_KEY"):
-        await studio.chat("anthropic/claude-sonnet-4-5", [Message.text("user", "hi")])
+    with pytest.raises(NoModelAvailable, match="is an image model, not a chat model"):
+        await studio.chat("dalle", [Message.text("user", "a cat")], fallbacks=False)
+    with pytest.raises(NoModelAvailable, match="needs ANTHROPIC_API_KEY to be set"):
+        await studio.chat("anthropic/claude-sonnet-4-5", [Message.text("user", "hi")], fallbacks=False)
 
 
 async def test_an_engine_that_comes_up_later_gets_its_models_detected(

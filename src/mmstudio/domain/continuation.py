@@ -77,6 +77,8 @@ def repeated_prefix(partial: str, continuation: str) -> int:
             break
     if longest:
         return lead + longest
+    if partial[-1:].isspace():
+        return lead  # the partial already ends with the space the continuation starts with
     # Partial ended mid-word or mid-sentence and the model starts cleanly: keep its own spacing.
     return 0
 

@@ -171,7 +171,8 @@ class Planner:
     def _unusable(self, resolved: Resolved, needs: Needs) -> str | None:
         entry, endpoint = resolved.entry, resolved.endpoint
         if entry.modality not in CHAT_MODALITIES:
-            return f"is a {entry.modality} model, not a chat model"
+            article = "an" if entry.modality[0] in "aeiou" else "a"
+            return f"is {article} {entry.modality} model, not a chat model"
         if not endpoint.enabled:
             return f"needs {endpoint.key_env} to be set"
         health = self.registry.health.state(endpoint.id)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from mmstudio.config import StudioConfig
+from mmstudio.config import RateLimit, StudioConfig
 from mmstudio.domain.breaker import CircuitBreaker
 from mmstudio.domain.continuation import OverlapTrimmer, continuation_request
 from mmstudio.domain.plan import Candidate, Needs, Plan, Planner, check_messages
@@ -50,12 +50,16 @@ log = logging.getLogger(__name__)
 REQUEST_KINDS = frozenset({"bad_request", "context_too_long", "content_filtered"})
 
 
-class ModelLimiter(Protocol):
-    """Per-model rate limits (domain/ratelimit.py); raises RateLimited."""
+class Limiter(Protocol):
+    """Rate limits per gateway key and per model (domain/ratelimit.py). `check_*` raise RateLimited."""
+
+    async def check_key(self, key_id: str | None, limit: RateLimit | None) -> None: ...
 
     async def check_model(self, model_id: str) -> None: ...
 
-    async def count_tokens(self, model_id: str, tokens: int) -> None: ...
+    async def count_tokens(
+        self, key_id: str | None, key_limit: RateLimit | None, model_id: str, tokens: int
+    ) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -121,7 +125,8 @@ class Routed:
 class RouteOptions:
     fallbacks: bool = True  # False: only the selected model (its own retries still apply)
     route: str = "gateway"  # for metrics: gateway, studio, chat, codegen
-    key_id: str | None = None
+    key_id: str | None = None  # the gateway key (None: keys are off)
+    key_limit: RateLimit | None = None  # the key's own limits, else the configured per-key ones
     request_id: str | None = None
 
 
@@ -132,7 +137,7 @@ class Router:
         config: StudioConfig,
         *,
         breaker: CircuitBreaker | None = None,
-        limiter: ModelLimiter | None = None,
+        limiter: Limiter | None = None,
         metrics: MetricsSink | None = None,
         on_success: Callable[[str], Awaitable[Any]] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -165,6 +170,7 @@ class Router:
         try:
             check_messages(request)
             info.plan = self.plan(request, options)
+            await self.admit_key(options)
             response = await self._chat(request, info)
         except StudioError as exc:
             self._finish(info, options, stream=False, error=exc)
@@ -175,6 +181,10 @@ class Router:
         info.usage = response.usage
         self._finish(info, options, stream=False)
         return Routed(response, info)
+
+    async def admit_key(self, options: RouteOptions) -> None:
+        if self.limiter is not None:
+            await self.limiter.check_key(options.key_id, options.key_limit)
 
     def stream(self, request: ChatRequest, options: RouteOptions = RouteOptions()) -> RoutedStream:
         return RoutedStream(self, request, options)
@@ -330,7 +340,7 @@ class Router:
         else:
             info.outcome = "ok"
         if info.outcome == "ok" and info.model_used is not None:
-            self._spawn(self._succeeded(info.model_used, info.usage))
+            self._spawn(self._succeeded(info.model_used, info.usage, options))
         if self.metrics is not None:
             self.metrics.record(self._record(info, options, stream))
 
@@ -376,11 +386,11 @@ class Router:
             cost_usd=cost,
         )
 
-    async def _succeeded(self, model_id: str, usage: Usage | None) -> None:
+    async def _succeeded(self, model_id: str, usage: Usage | None, options: RouteOptions) -> None:
         if self._on_success is not None:
             await self._on_success(model_id)
         if self.limiter is not None and usage is not None and usage.total_tokens:
-            await self.limiter.count_tokens(model_id, usage.total_tokens)
+            await self.limiter.count_tokens(options.key_id, options.key_limit, model_id, usage.total_tokens)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
@@ -416,6 +426,7 @@ class RoutedStream:
         try:
             check_messages(self.request)
             self.info.plan = self.router.plan(self.request, self.options)
+            await self.router.admit_key(self.options)
         except StudioError as exc:
             self._done(error=exc)
             raise

@@ -19,7 +19,9 @@ from fastapi.responses import RedirectResponse
 
 from mmstudio import __version__
 from mmstudio.settings import Settings
-from mmstudio.web import errors, models_api
+from mmstudio.web import chat_api, errors, keys_api, metrics_api, models_api, openai_api
+from mmstudio.web.auth import GatewayAuth
+from mmstudio.web.body_limit import BodySizeLimit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,11 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
         return RedirectResponse("/docs")
 
     app.include_router(models_api.router)
-    # [routes: metrics]
-    # [routes: gateway keys]
+    app.include_router(metrics_api.router)
+    app.include_router(keys_api.router)
+    app.include_router(openai_api.router)
+    app.include_router(chat_api.router)
+    app.add_middleware(GatewayAuth)
+    # Outermost: an oversized body is refused before anything else reads it.
+    app.add_middleware(BodySizeLimit, max_bytes=int(settings.config.limits.max_body_mb * 1_000_000))
     return app

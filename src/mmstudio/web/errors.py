@@ -47,6 +47,8 @@ STATUS: list[tuple[type[StudioError], int, str]] = [
     (ProviderError, 502, "Upstream error"),
 ]
 
+HTTP_TITLES = {404: "Not found", 405: "Method not allowed", 413: "Request too large"}
+
 # OpenAI's `error.type` for a status code.
 OPENAI_TYPES = {
     400: "invalid_request_error",
@@ -156,8 +158,9 @@ def install(app: FastAPI) -> None:
         if is_openai_path(request.url.path):
             body = openai_body(exc.status_code, str(exc.detail))
             return JSONResponse(body, status_code=exc.status_code, headers=headers)
+        title = HTTP_TITLES.get(exc.status_code, "HTTP error")
         return JSONResponse(
-            {"error": "HTTP error", "message": str(exc.detail)}, status_code=exc.status_code, headers=headers
+            {"error": title, "message": str(exc.detail)}, status_code=exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)

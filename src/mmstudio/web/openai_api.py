@@ -1,0 +1,86 @@
+"""The OpenAI-compatible gateway: /v1/models and /v1/chat/completions (plain and SSE streaming).
+
+Any OpenAI client works unchanged with `base_url` pointed here. The `model` field takes
+`provider/model`, a registered name or an alias; errors come in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from mmstudio.domain.router import RoutedStream
+from mmstudio.domain.types import ModelView
+from mmstudio.web.deps import StudioDep
+from mmstudio.web.gateway import route_headers, route_options
+from mmstudio.web.openai_wire import DONE, ChatCompletionIn, ChunkWriter, completion_body, to_chat_request
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _model_object(view: ModelView) -> dict[str, Any]:
+    return {
+        "id": view.entry.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": view.entry.provider_id,
+        "name": view.entry.display_name,
+        "modality": view.entry.modality,
+    }
+
+
+@router.get("/models")
+async def list_models(studio: StudioDep) -> dict[str, Any]:
+    """The models that can answer now (local engines up, cloud keys set)."""
+    views = [v for v in studio.registry.views() if v.available]
+    views.sort(key=lambda v: (v.entry.kind != "local", v.entry.id))
+    return {"object": "list", "data": [_model_object(v) for v in views]}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, studio: StudioDep) -> dict[str, Any]:
+    resolved = studio.registry.resolve(model_id)
+    return _model_object(studio.registry.view(resolved.entry))
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionIn, request: Request, studio: StudioDep
+) -> JSONResponse | StreamingResponse:
+    """Chat completions through the router (fallback included; send `"fallbacks": false` or the
+    header `x-mmstudio-fallbacks: off` to pin the model). Response headers name the model that
+    answered: `x-mmstudio-model`, `x-mmstudio-attempts`, `x-mmstudio-latency-ms`."""
+    chat = to_chat_request(body)
+    options = route_options(request, route="gateway", fallbacks=body.fallbacks)
+    if not body.stream:
+        routed = await studio.router.chat(chat, options)
+        info = routed.info
+        model = info.model_used or body.model
+        return JSONResponse(
+            completion_body(routed.response, request_id=info.request_id, model=model),
+            headers=route_headers(info),
+        )
+    stream = studio.router.stream(chat, options)
+    await stream.start()  # failures before the first token are plain HTTP errors
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return StreamingResponse(
+        _frames(stream, ChunkWriter(stream.info.request_id, include_usage), body.model),
+        media_type="text/event-stream",
+        headers={**route_headers(stream.info), "cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+async def _frames(stream: RoutedStream, writer: ChunkWriter, requested: str) -> AsyncIterator[bytes]:
+    try:
+        async for event in stream:
+            frame = writer.frame(event, stream.info.model_used or requested)
+            if frame is not None:
+                yield frame
+            if event.type == "error":
+                return  # a truncated answer never ends with [DONE]
+        yield DONE
+    finally:
+        await stream.aclose()  # the client left early: stop the upstream, record it as cancelled

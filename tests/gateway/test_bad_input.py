@@ -1,0 +1,93 @@
+"""Bad input to the gateway always gets a 4xx with a clear OpenAI-style error, never a 5xx."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmstudio.config import Limits, StudioConfig
+from tests.fakes.ollama_server import FakeOllamaServer
+from tests.gateway.conftest import OpenLive, engines
+
+LLAMA = "ollama/llama3.2:latest"
+URL = "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, "JSON"),
+        (b'{"model": "ollama/llama3.2"}', 400, "messages"),
+        (b'{"model": "ollama/llama3.2", "messages": "hi"}', 400, "messages"),
+        (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model"),
+        (b'{"model": "ollama/llama3.2", "messages": [{"role": "wizard", "content": "x"}]}', 400, "role"),
+        (b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, "n"),
+        (
+            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
+            400,
+            "temperature",
+        ),
+        (
+            b'{"model": "ollama/llama3.2", "messages": [{"role": "tool", "content": "x"}]}',
+            400,
+            "tool_call_id",
+        ),
+        (
+            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": [{"type": "image_url",'
+            b' "image_url": {"url": "data:image/png;base64,@@@"}}]}]}',
+            400,
+            "base64",
+        ),
+        (
+            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}],'
+            b' "tool_choice": {"type": "function", "function": {"name": "nope"}}}',
+            400,
+            "not in tools",
+        ),
+        (
+            b'{"model": "nobody/nothing", "messages": [{"role": "user", "content": "x"}]}',
+            400,
+            "Unknown model",
+        ),
+        (b"[]", 400, "body"),
+    ],
+)
+async def test_bad_requests_get_a_clear_openai_error(
+    live: OpenLive, ollama: FakeOllamaServer, body: bytes, status: int, needle: str
+) -> None:
+    studio = await live(engines(ollama, None))
+    response = await studio.client.post(URL, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+    assert needle.lower() in error["message"].lower(), error
+    assert not ollama.requests_to("/api/chat")  # nothing bad reaches the upstream
+
+
+async def test_an_oversized_body_is_refused_with_413(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    config = StudioConfig(limits=Limits(max_body_mb=0.01))  # 10 kB
+    studio = await live(engines(ollama, None), config=config)
+    big = {"model": LLAMA, "messages": [{"role": "user", "content": "x" * 20_000}]}
+    response = await studio.client.post(URL, json=big)
+    assert response.status_code == 413
+    assert "larger than the limit of 0.01 MB" in response.json()["error"]["message"]
+
+    async def chunks():  # no Content-Length: counted as it streams in
+        yield b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "'
+        for _ in range(30):
+            yield b"x" * 1000
+        yield b'"}]}'
+
+    response = await studio.client.post(URL, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    response = await studio.client.post("/api/chat", json={"messages": big["messages"]})
+    assert response.status_code == 413 and response.json()["error"] == "Request too large"
+    small = {"model": LLAMA, "messages": [{"role": "user", "content": "hello"}]}
+    assert (await studio.client.post(URL, json=small)).status_code == 200
+
+
+async def test_the_default_body_limit_is_20_mb(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    studio = await live(engines(ollama, None))
+    response = await studio.client.post(
+        URL, content=b"x" * 21_000_000, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and "20 MB" in response.json()["error"]["message"]
