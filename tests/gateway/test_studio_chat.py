@@ -127,3 +127,28 @@ async def test_a_success_counts_a_session_and_sets_last_used(
     await studio.studio.router.drain()
     models = {m["id"]: m for m in (await studio.client.get("/api/models")).json()["models"]}
     assert models[LLAMA]["sessions"] == 3 and models[LLAMA]["last_used"]
+
+
+async def test_every_request_leaves_one_metrics_record(
+    live: OpenLive, ollama: FakeOllamaServer, lmstudio: FakeOpenAIServer
+) -> None:
+    config = StudioConfig(fallback_chain=(GEMMA,), routing=Routing(retries=0))
+    studio = await live(engines(ollama, lmstudio), config=config)
+    await studio.client.post("/api/chat", json={"messages": HI, "modelId": LLAMA})
+    ollama.script(Reply(status=500))
+    await studio.client.post("/v1/chat/completions", json={"model": LLAMA, "messages": HI})
+    async with studio.client.stream(
+        "POST", "/v1/chat/completions", json={"model": LLAMA, "messages": HI, "stream": True}
+    ) as response:
+        await response.aread()
+    await studio.client.post("/v1/chat/completions", json={"model": "nobody/x", "messages": HI})
+    summary = (await studio.client.get("/api/metrics", params={"since": "1h", "bucket": "1m"})).json()
+    totals = summary["totals"]
+    assert totals["requests"] == 4 and totals["ok"] == 3 and totals["errors"] == 1
+    assert totals["fallbacks"] == 1 and totals["input_tokens"] == 15 and totals["output_tokens"] == 21
+    by_model = {m["model"]: m["totals"] for m in summary["models"]}
+    assert by_model[LLAMA]["requests"] == 2 and by_model[GEMMA]["fallbacks"] == 1
+    assert by_model[LLAMA]["ttft_mean_ms"] is not None  # the streamed one
+    text = (await studio.client.get("/metrics")).text
+    assert 'mmstudio_requests_total{model="ollama/llama3.2:latest",outcome="ok"' in text
+    assert 'mmstudio_fallbacks_total{model="lmstudio/gemma-2-2b-it"} 1.0' in text
