@@ -135,7 +135,7 @@ class Studio:
                 settings.config,
                 limiter=RouterLimits(studio.limiter),
                 metrics=studio.metrics,
-                on_success=registry.record_session,
+                on_success=registry.note_session,
             )
         except Exception:
             await studio.close()
@@ -147,6 +147,12 @@ class Studio:
         self._spawn(self.registry.detect(), "mmstudio-detect")
         self.registry.health.start()
         self.metrics.start()
+        self._spawn(self._flush_sessions_every(1.0), "mmstudio-sessions")
+
+    async def _flush_sessions_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.registry.flush_sessions()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -157,7 +163,8 @@ class Studio:
         await self.registry.health.stop()
         router: Router | None = getattr(self, "router", None)
         if router is not None:
-            await router.drain()  # session counts of answers already sent
+            await router.drain()  # token counts of answers already sent
+            await self.registry.flush_sessions()
         metrics: MetricsRecorder | None = getattr(self, "metrics", None)
         if metrics is not None:
             await metrics.close()  # writes everything buffered, before the engine is disposed

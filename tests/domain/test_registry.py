@@ -15,6 +15,8 @@ from mmstudio.errors import (
     ProviderError,
 )
 from mmstudio.providers.base import Message
+from mmstudio.storage.db import session_factory
+from mmstudio.storage.repositories import UsageRepository
 from tests.domain.conftest import OpenStudio, local_env
 from tests.fakes.base import BlackHole, Reply, closed_port
 from tests.fakes.ollama_server import FakeOllamaServer
@@ -252,3 +254,23 @@ async def test_an_engine_that_comes_up_later_gets_its_models_detected(
     await studio.registry.health.check_all()  # the monitor's next round
     assert studio.registry.health.state("ollama").status == "healthy"
     assert studio.registry.resolve("ollama/llama3.2:latest").entry.capabilities.tools
+
+
+async def test_sessions_are_counted_in_memory_and_written_in_one_upsert_per_model(
+    open_studio: OpenStudio, ollama: FakeOllamaServer
+) -> None:
+    studio = await open_studio(local_env(ollama, None))
+    await studio.registry.detect()
+    for _ in range(50):
+        studio.registry.note_session("ollama/llama3.2:latest")  # the request path: no database
+    studio.registry.note_session("ollama/gemma3:4b")
+    views = {v.entry.id: v for v in studio.registry.views()}
+    assert views["ollama/llama3.2:latest"].usage.sessions == 50
+    stored = await UsageRepository(session_factory(studio.engine)).all()
+    assert "ollama/llama3.2:latest" not in stored  # not written yet
+    await studio.registry.flush_sessions()
+    stored = await UsageRepository(session_factory(studio.engine)).all()
+    assert stored["ollama/llama3.2:latest"].sessions == 50 and stored["ollama/gemma3:4b"].sessions == 1
+    await studio.registry.flush_sessions()  # nothing pending: nothing counted twice
+    stored = await UsageRepository(session_factory(studio.engine)).all()
+    assert stored["ollama/llama3.2:latest"].sessions == 50

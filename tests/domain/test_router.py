@@ -69,7 +69,7 @@ async def routed(
         sleep=sleeps,
         jitter=lambda: 0.5,
         clock=clock,
-        on_success=studio.registry.record_session,
+        on_success=studio.registry.note_session,
     )
     return studio, router, sleeps, clock
 

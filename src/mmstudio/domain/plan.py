@@ -8,7 +8,8 @@ capability the request needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +29,7 @@ CLOUD_DEFAULTS: dict[str, tuple[str, ...]] = {
     "xai": ("grok-4.3", "grok-3-mini", "grok-3"),
 }
 CHAT_MODALITIES = ("chat", "code")
+AUTO_CHAIN_TTL = 1.0  # seconds; candidates are re-checked (health, breaker) on every plan anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +63,18 @@ class Plan:
 
 
 class Planner:
-    def __init__(self, registry: ModelRegistry, config: StudioConfig, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        config: StudioConfig,
+        breaker: CircuitBreaker,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.config = config
         self.breaker = breaker
+        self._clock = clock
+        self._auto: tuple[float, list[Resolved]] | None = None
 
     def timeout_for(self, resolved: Resolved) -> float:
         entry = resolved.entry
@@ -153,8 +163,17 @@ class Planner:
             return
         yield from self._auto_chain()
 
-    def _auto_chain(self) -> Iterable[Resolved]:
-        """Local chat models (user-registered first, then the most used), then one per cloud provider."""
+    def _auto_chain(self) -> list[Resolved]:
+        """Local chat models (user-registered first, then the most used), then one per cloud provider.
+        Built from every model's view, so it is kept for a second: requests do not pay for it."""
+        now = self._clock()
+        if self._auto is not None and now - self._auto[0] < AUTO_CHAIN_TTL:
+            return self._auto[1]
+        chain = list(self._build_auto_chain())
+        self._auto = (now, chain)
+        return chain
+
+    def _build_auto_chain(self) -> Iterable[Resolved]:
         views = [v for v in self.registry.views() if v.entry.modality in CHAT_MODALITIES and v.available]
         local = [v for v in views if v.entry.kind == "local" and v.health.status != "offline"]
         local.sort(key=lambda v: (v.entry.source != "registered", -v.usage.sessions, v.entry.id))

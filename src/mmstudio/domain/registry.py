@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 from mmstudio.config import StudioConfig
@@ -54,7 +55,9 @@ class EndpointStore(Protocol):
 
 
 class UsageStore(Protocol):
-    async def record_session(self, model_id: str) -> ModelUsage: ...
+    async def record_session(
+        self, model_id: str, at: datetime | None = None, count: int = 1
+    ) -> ModelUsage: ...
 
     async def all(self) -> dict[str, ModelUsage]: ...
 
@@ -109,11 +112,13 @@ class ModelRegistry:
         self._environ = dict(environ or {})
         self._registered: list[RegisteredEndpoint] = []
         self._endpoints: dict[str, Endpoint] = {}
+        self._by_provider: dict[str, Endpoint] = {}
         self._adapters: dict[str, ProviderAdapter] = {}
         self._detected: dict[str, tuple[RemoteModel, ...]] = {}
         self._entries: dict[str, ModelEntry] = {}
         self._lookup: dict[str, str] = {}
         self._usage: dict[str, ModelUsage] = {}
+        self._pending_sessions: dict[str, tuple[int, datetime]] = {}
         self._detect_lock = asyncio.Lock()
         self._last_detect = float("-inf")
         self.health = HealthMonitor(
@@ -139,6 +144,7 @@ class ModelRegistry:
         )
         old = self._endpoints
         self._endpoints = {e.id: e for e in endpoints}
+        self._by_provider = {e.provider_id: e for e in endpoints}
         for endpoint_id in list(self._adapters):
             if endpoint_id not in self._endpoints or old.get(endpoint_id) != self._endpoints[endpoint_id]:
                 del self._adapters[endpoint_id]
@@ -242,7 +248,7 @@ class ModelRegistry:
         return list(self._entries.values())
 
     def endpoint_of(self, entry: ModelEntry) -> Endpoint:
-        return next(e for e in self._endpoints.values() if e.provider_id == entry.provider_id)
+        return self._by_provider[entry.provider_id]
 
     def resolve(self, ref: str) -> Resolved:
         """`provider/model`, an alias, a registered name or a bare model name → the model."""
@@ -432,9 +438,34 @@ class ModelRegistry:
         self._rebuild()
 
     async def record_session(self, model_id: str) -> ModelUsage:
-        usage = await self._usage_store.record_session(model_id)
-        self._usage[model_id] = usage
-        return usage
+        """Count one session and write it now (see `note_session` for the request path)."""
+        self.note_session(model_id)
+        await self.flush_sessions()
+        return self._usage[model_id]
+
+    def note_session(self, model_id: str) -> None:
+        """Count one successful generation in memory (visible at once); `flush_sessions` writes it.
+        Requests never wait on this write, and a burst of them becomes one upsert per model."""
+        now = datetime.now(UTC)
+        old = self._usage.get(model_id, ModelUsage())
+        self._usage[model_id] = ModelUsage(old.sessions + 1, now)
+        count, _ = self._pending_sessions.get(model_id, (0, now))
+        self._pending_sessions[model_id] = (count + 1, now)
+
+    async def flush_sessions(self) -> None:
+        pending, self._pending_sessions = self._pending_sessions, {}
+        for model_id, (count, at) in pending.items():
+            try:
+                stored = await self._usage_store.record_session(model_id, at, count)
+            except Exception:
+                log.exception("writing %d session(s) of %s failed; kept for the next flush", count, model_id)
+                again, _ = self._pending_sessions.get(model_id, (0, at))
+                self._pending_sessions[model_id] = (again + count, at)
+                continue
+            unflushed, _ = self._pending_sessions.get(model_id, (0, at))
+            self._usage[model_id] = ModelUsage(
+                stored.sessions + unflushed, self._usage[model_id].last_used_at
+            )
 
 
 def _detected_entry(endpoint: Endpoint, remote: RemoteModel) -> ModelEntry:

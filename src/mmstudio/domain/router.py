@@ -139,7 +139,7 @@ class Router:
         breaker: CircuitBreaker | None = None,
         limiter: Limiter | None = None,
         metrics: MetricsSink | None = None,
-        on_success: Callable[[str], Awaitable[Any]] | None = None,
+        on_success: Callable[[str], None] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
@@ -340,7 +340,15 @@ class Router:
         else:
             info.outcome = "ok"
         if info.outcome == "ok" and info.model_used is not None:
-            self._spawn(self._succeeded(info.model_used, info.usage, options))
+            if self._on_success is not None:
+                self._on_success(info.model_used)  # in memory; written in batches
+            usage = info.usage
+            if self.limiter is not None and usage is not None and usage.total_tokens:
+                self._spawn(
+                    self.limiter.count_tokens(
+                        options.key_id, options.key_limit, info.model_used, usage.total_tokens
+                    )
+                )
         if self.metrics is not None:
             self.metrics.record(self._record(info, options, stream))
 
@@ -385,12 +393,6 @@ class Router:
             tokens_per_second=tps,
             cost_usd=cost,
         )
-
-    async def _succeeded(self, model_id: str, usage: Usage | None, options: RouteOptions) -> None:
-        if self._on_success is not None:
-            await self._on_success(model_id)
-        if self.limiter is not None and usage is not None and usage.total_tokens:
-            await self.limiter.count_tokens(options.key_id, options.key_limit, model_id, usage.total_tokens)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:

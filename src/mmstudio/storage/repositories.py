@@ -153,17 +153,17 @@ class UsageRepository:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
 
-    async def record_session(self, model_id: str, at: datetime | None = None) -> ModelUsage:
-        """Count one successful generation; an upsert, so concurrent sessions never collide."""
+    async def record_session(self, model_id: str, at: datetime | None = None, count: int = 1) -> ModelUsage:
+        """Count `count` successful generations; an upsert, so concurrent writers never collide."""
         when = at or _now()
         async with self._sessions() as session, session.begin():
             insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
             statement = (
                 insert(ModelUsageRow)
-                .values(model_id=model_id, sessions=1, last_used_at=when)
+                .values(model_id=model_id, sessions=count, last_used_at=when)
                 .on_conflict_do_update(
                     index_elements=[ModelUsageRow.model_id],
-                    set_={"sessions": ModelUsageRow.sessions + 1, "last_used_at": when},
+                    set_={"sessions": ModelUsageRow.sessions + count, "last_used_at": when},
                 )
                 .returning(ModelUsageRow.sessions)
             )
