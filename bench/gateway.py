@@ -54,7 +54,7 @@ class Server:
     name: str
     port: int
     model: str
-    proc: subprocess.Popen[bytes] | None = None  # None: the upstream is measured "direct"
+    proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -301,8 +301,15 @@ wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
 {auth}
 local seen = 0
+local failed = 0
 function response(status, headers, body)
   seen = seen + 1
+  if status >= 300 then
+    failed = failed + 1
+    if failed <= 5 then
+      io.stderr:write("E ", status, " ", string.sub(body, 1, 300), "\\n"); io.stderr:flush()
+    end
+  end
   if seen % {every} == 0 then io.stderr:write(seen, "\\n"); io.stderr:flush() end
 end
 """
@@ -312,10 +319,12 @@ end
 class WrkRun:
     requests: int
     seconds: float
-    rps: float
+    rps: float  # successful answers per second
     errors: int  # non-2xx responses + socket errors
     cpu_per_request_us: float | None = None
     marks: list[tuple[int, float]] = field(default_factory=list)  # (responses so far, RSS MB)
+    idle_rss: float = 0.0  # RSS MB 5 s after the run
+    failures: list[str] = field(default_factory=list)  # the first non-2xx answers
 
 
 def wrk_script(tmp: Path, server: Server, every: int) -> Path:
@@ -327,11 +336,11 @@ def wrk_script(tmp: Path, server: Server, every: int) -> Path:
 
 
 def parse_wrk(text: str) -> tuple[int, float, float, int]:
-    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", text)
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)\b", text)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if done is None or rps is None:
         raise RuntimeError(f"could not read wrk's output:\n{text}")
-    seconds = float(done.group(2)) / (1000 if done.group(3) == "ms" else 1)
+    seconds = float(done.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}[done.group(3)]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if socket_errors:
@@ -356,6 +365,8 @@ def wrk(
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     argv += ["-s", str(wrk_script(tmp, server, every)), f"http://127.0.0.1:{server.port}/v1/chat/completions"]
     marks: list[tuple[int, float]] = []
+    run_failures: list[str] = []
+    other: list[str] = []  # anything else wrk says on stderr (a script error, say)
     if rss_pid is not None:
         marks.append((0, rss_mb(rss_pid)))
     cpu_before = cpu_seconds(cpu_pgid) if cpu_pgid is not None else 0.0
@@ -364,7 +375,11 @@ def wrk(
     try:
         assert proc.stderr is not None and proc.stdout is not None
         for line in proc.stderr:
+            if line.startswith(b"E "):
+                run_failures.append(line.decode(errors="replace").strip())
+                continue
             if not line.strip().isdigit():
+                other.append(line.decode(errors="replace").rstrip())
                 continue
             count = int(line)
             if rss_pid is not None:
@@ -379,25 +394,32 @@ def wrk(
             proc.kill()
             proc.wait()
         procs.started.remove(("wrk", proc))
-    requests, elapsed, rps, errors = parse_wrk(out)
-    run = WrkRun(requests, elapsed, rps, errors, marks=marks)
+    if other:
+        raise RuntimeError(f"wrk complained: {' / '.join(other)[:2000]}")
+    requests, elapsed, _, errors = parse_wrk(out)
+    rps = max(0, requests - errors) / elapsed  # only successful answers count
+    run = WrkRun(requests, elapsed, rps, errors, marks=marks, failures=run_failures)
+    for failure in run_failures:
+        say(f"  {server.name} answered {failure}")
     if cpu_pgid is not None and requests:
         run.cpu_per_request_us = (cpu_seconds(cpu_pgid) - cpu_before) / requests * 1e6
     return run
 
 
 def trend(marks: list[tuple[int, float]]) -> tuple[float | None, str]:
-    """Least-squares slope of RSS over the second half of the run, in MB per 10,000 requests."""
-    if len(marks) < 4:
-        return None, "too few samples"
+    """Least-squares slope of RSS over the second half of the run, in MB per 10,000 requests (over
+    everything after the first sample when the second half has fewer than 3)."""
     last = marks[-1][0]
     half = [(n / 10_000, mb) for n, mb in marks if n >= last / 2]
+    where = "the second half"
+    if len(half) < 3:
+        half, where = [(n / 10_000, mb) for n, mb in marks[1:]], "all samples after the first"
     if len(half) < 3:
         return None, "too few samples"
     xs, ys = [x for x, _ in half], [y for _, y in half]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
     slope = sum((x - mean_x) * (y - mean_y) for x, y in half) / sum((x - mean_x) ** 2 for x in xs)
-    return slope, f"{slope:+.2f} MB per 10k requests over the second half"
+    return slope, f"{slope:+.2f} MB per 10k requests over {where}"
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -412,6 +434,7 @@ class Options:
     memory_max_seconds: float
     token_delay_ms: float
     litellm: str | None
+    keep_logs: Path | None = None
 
 
 def find_litellm() -> str | None:
@@ -522,21 +545,22 @@ def run(opts: Options) -> str:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     started = time.monotonic()
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mmstudio-bench-gw-") as name:
         tmp = Path(name)
         try:
             say("starting the upstream, mmstudio" + (" and LiteLLM" if opts.litellm else ""))
             servers = start_all(procs, tmp, opts)
             by = {s.name: s for s in servers}
-            mm, direct = by["mmstudio"], by["direct"]
+            mm = by["mmstudio"]
 
             say(f"throughput: wrk -c32 for {opts.seconds:.0f} s each (after a 2 s warm-up)")
             rps: dict[str, WrkRun] = {}
             for s in servers:
                 wrk(procs, tmp, s, seconds=2)
-                pgid = (direct.proc if s is direct else s.proc).pid  # type: ignore[union-attr]
-                rps[s.name] = wrk(procs, tmp, s, seconds=opts.seconds, cpu_pgid=pgid)
+                rps[s.name] = wrk(procs, tmp, s, seconds=opts.seconds, cpu_pgid=s.pid)
                 say(f"  {s.name}: {rps[s.name].rps:,.0f} req/s ({rps[s.name].errors} errors)")
 
             say(f"latency at c=1: {opts.latency_requests} plain requests each")
@@ -544,7 +568,7 @@ def run(opts: Options) -> str:
             say(f"time to first token at c=1: {opts.ttft_requests} streams each")
             ttft = latencies(servers, opts.ttft_requests, stream=True)
 
-            cap = opts.memory_max_seconds
+            cap = opts.memory_max_seconds or 3600.0
             say(f"memory: {opts.memory_requests:,} requests through mmstudio at c=32 (at most {cap:.0f} s)")
             memory = wrk(
                 procs,
@@ -556,13 +580,19 @@ def run(opts: Options) -> str:
                 rss_pid=mm.pid,
                 cpu_pgid=mm.pid,
             )
-            return report(servers, rps, plain, ttft, memory, opts, time.monotonic() - started)
+            time.sleep(5)  # does memory come back once queued work (metrics, session counts) is done?
+            memory.idle_rss = rss_mb(mm.pid)
+            return report(servers, rps, plain, ttft, memory, opts, time.monotonic() - started, load)
         except Exception:
             for log in sorted(tmp.glob("*.log")):
                 say(f"--- last lines of {log.name} ---\n{log_tail(log)}")
             raise
         finally:
             procs.stop_all()
+            if opts.keep_logs is not None:
+                opts.keep_logs.mkdir(parents=True, exist_ok=True)
+                for log in tmp.glob("*.log"):
+                    (opts.keep_logs / log.name).write_bytes(log.read_bytes())
 
 
 def say(message: str) -> None:
@@ -577,6 +607,7 @@ def report(
     memory: WrkRun,
     opts: Options,
     elapsed: float,
+    load_before: float,
 ) -> str:
     have_ll = "LiteLLM" in rps
     na = "not installed"
@@ -628,19 +659,20 @@ def report(
         "| measure | direct | mmstudio | LiteLLM | mmstudio vs direct | target | met |",
         "|---|---|---|---|---|---|---|",
     ]
-    marks = " | ".join(f"{n // 1000}k: {mb:.1f}" for n, mb in memory.marks)
+    marks = ", ".join(f"{n / 1000:g}k: {mb:.1f}" for n, mb in memory.marks)
     errors = {n: r.errors for n, r in rps.items() if r.errors} | (
         {"mmstudio (memory run)": memory.errors} if memory.errors else {}
     )
     notes = [
         f"Gateway benchmark, {datetime.date.today()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.machine()}; total {elapsed:.0f} s. "
-        f"Upstream, servers and load generator share the cores.",
+        f"{platform.python_version()}, {platform.machine()}; total {elapsed:.0f} s; load average "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after. "
+        "Upstream, servers and load generator share the cores.",
         "",
         *header,
         *rows,
         "",
-        f"mmstudio RSS (MB) by requests served: {marks}; "
+        f"mmstudio RSS (MB) by requests served: {marks}; {memory.idle_rss:.1f} MB after 5 s idle; "
         f"{memory.rps:,.0f} req/s over the memory run, "
         f"{memory.cpu_per_request_us or 0:,.0f} µs CPU per request.",
         f"c=1: {opts.latency_requests} plain requests and {opts.ttft_requests} streams per target "
@@ -660,10 +692,11 @@ def main() -> None:
     parser.add_argument("--ttft-requests", type=int, default=300, help="streams per target, c=1")
     parser.add_argument("--memory-requests", type=int, default=100_000)
     parser.add_argument(
-        "--memory-max-seconds", type=float, default=240, help="cap on the memory run (a slow gateway)"
+        "--memory-max-seconds", type=float, default=200, help="cap on the memory run (0: one hour)"
     )
     parser.add_argument("--token-delay-ms", type=float, default=2, help="upstream pause between chunks")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when installed")
+    parser.add_argument("--keep-logs", type=Path, help="copy the servers' logs to this directory")
     args = parser.parse_args()
     if subprocess.run(["which", "wrk"], capture_output=True).returncode != 0:
         sys.exit("wrk is not installed (apt-get install wrk; ./scripts/bench gateway does it)")
@@ -675,6 +708,7 @@ def main() -> None:
         memory_max_seconds=args.memory_max_seconds,
         token_delay_ms=args.token_delay_ms,
         litellm=None if args.no_litellm else find_litellm(),
+        keep_logs=args.keep_logs,
     )
     if opts.litellm is None and not args.no_litellm:
         say(f"LiteLLM not found at $MMSTUDIO_BENCH_LITELLM or {LITELLM_DEFAULT}: its column is skipped")
