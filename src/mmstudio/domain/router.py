@@ -202,14 +202,9 @@ class Router:
         last: ProviderError | None = None
         limited: RateLimited | None = None
         for index, candidate in enumerate(info.plan.candidates):
-            try:
-                await self._admit(candidate)
-            except RateLimited as exc:
-                limited = exc
-                info.plan = _with_skip(info.plan, candidate.model_id, exc.message)
-                continue
-            except _Skip as skip:
-                info.plan = _with_skip(info.plan, candidate.model_id, skip.reason)
+            admitted, refused = await self._admit_or_skip(info, candidate)
+            limited = refused or limited
+            if not admitted:
                 continue
             upstream = replace(request, model=candidate.resolved.entry.upstream)
             adapter = self.registry.adapter(candidate.resolved.endpoint)
@@ -237,13 +232,9 @@ class Router:
                 self._attempt_failed(info, candidate, started, error)
                 if isinstance(error, BadRequest):
                     raise error  # the request itself is wrong: another model will not fix it
-                delay = self._retry_delay(error, tries, deadline)
-                if delay is None:
+                if not await self._retry_same(candidate, error, tries, deadline):
                     break
                 tries += 1
-                await self._sleep(delay)
-                if not self.breaker.acquire(candidate.model_id):
-                    break
         if last is None and limited is not None:
             raise limited
         raise self._all_failed(info, last)
@@ -259,6 +250,30 @@ class Router:
             except RateLimited:
                 self.breaker.release(candidate.model_id)
                 raise
+
+    async def _admit_or_skip(self, info: RouteInfo, candidate: Candidate) -> tuple[bool, RateLimited | None]:
+        """Whether `candidate` may be tried now; a refusal is recorded in the plan's skips."""
+        assert info.plan is not None
+        try:
+            await self._admit(candidate)
+        except RateLimited as exc:
+            info.plan = _with_skip(info.plan, candidate.model_id, exc.message)
+            return False, exc
+        except _Skip as skip:
+            info.plan = _with_skip(info.plan, candidate.model_id, skip.reason)
+            return False, None
+        return True, None
+
+    async def _retry_same(
+        self, candidate: Candidate, error: ProviderError, tries: int, deadline: float
+    ) -> bool:
+        """Wait before trying `candidate` again, or say to move on (not retryable, out of retries, a
+        wait past the deadline or `max_retry_after`, or the breaker opened meanwhile)."""
+        delay = self._retry_delay(error, tries, deadline)
+        if delay is None:
+            return False
+        await self._sleep(delay)
+        return self.breaker.acquire(candidate.model_id)
 
     def _attempt_ok(self, info: RouteInfo, candidate: Candidate, started: float, index: int) -> None:
         latency = round((time.perf_counter() - started) * 1000.0, 2)
@@ -471,14 +486,9 @@ class RoutedStream:
         limited: RateLimited | None = None
         try:
             for index, candidate in enumerate(info.plan.candidates):
-                try:
-                    await router._admit(candidate)
-                except RateLimited as exc:
-                    limited = exc
-                    info.plan = _with_skip(info.plan, candidate.model_id, exc.message)
-                    continue
-                except _Skip as skip:
-                    info.plan = _with_skip(info.plan, candidate.model_id, skip.reason)
+                admitted, refused = await router._admit_or_skip(info, candidate)
+                limited = refused or limited
+                if not admitted:
                     continue
                 adapter = router.registry.adapter(candidate.resolved.endpoint)
                 tries = 0
@@ -550,13 +560,9 @@ class RoutedStream:
                         break  # a half-sent tool call cannot be continued by another model
                     if isinstance(error, BadRequest) and not sent:
                         raise error
-                    delay = router._retry_delay(error, tries, deadline)
-                    if delay is None:
+                    if not await router._retry_same(candidate, error, tries, deadline):
                         break
                     tries += 1
-                    await router._sleep(delay)
-                    if not router.breaker.acquire(candidate.model_id):
-                        break
                 if sent_tool_call:
                     break
             if not sent and not sent_tool_call:
