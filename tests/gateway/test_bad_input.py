@@ -15,7 +15,12 @@ URL = "/v1/chat/completions"
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
-        (b"{not json", 400, "JSON"),
+        (
+            b"{not json",
+            400,
+            "not valid JSON: Expecting property name enclosed in double quotes at character 1",
+        ),
+        (b"", 400, "a JSON request body is required"),
         (b'{"model": "ollama/llama3.2"}', 400, "messages"),
         (b'{"model": "ollama/llama3.2", "messages": "hi"}', 400, "messages"),
         (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model"),

@@ -144,7 +144,18 @@ def install(app: FastAPI) -> None:
         problems = []
         first_field = None
         for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            kind, loc = err.get("type"), tuple(err.get("loc", ()))
+            if kind == "json_invalid":  # loc is ("body", <character offset>)
+                detail = (err.get("ctx") or {}).get("error", "invalid JSON")
+                offset = f" at character {loc[1]}" if len(loc) > 1 else ""
+                first_field = first_field or "body"
+                problems.append(f"the request body is not valid JSON: {detail}{offset}")
+                continue
+            if kind == "missing" and loc == ("body",):
+                first_field = first_field or "body"
+                problems.append("a JSON request body is required")
+                continue
+            where = ".".join(str(p) for p in loc if p != "body") or "body"
             first_field = first_field or where
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         message = "; ".join(problems) or "invalid request body"
