@@ -30,6 +30,7 @@ from mmstudio.providers.base import (
     Message,
     ProviderAdapter,
 )
+from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
 from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.keys_repo import KeyRepository
@@ -98,9 +99,7 @@ class Studio:
         sessions = session_factory(engine)
         env = dict(os.environ if environ is None else environ)
         box = SecretBox.from_data_dir(settings.data_dir, env.get("MMSTUDIO_SECRET_KEY"))
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), follow_redirects=False
-        )
+        client = make_http_client(max_connections=200)
         timeouts = settings.config.timeouts
 
         def factory(endpoint: Endpoint) -> ProviderAdapter:

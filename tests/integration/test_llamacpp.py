@@ -16,6 +16,7 @@ from mmstudio.providers.base import (
     StreamEvent,
 )
 from mmstudio.providers.openai_compat import OpenAICompatAdapter
+from mmstudio.providers.transport import make_http_client
 from tests.integration.llamacpp_server import LlamaCppServer
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.timeout(60)]
@@ -50,7 +51,7 @@ def _request(**changes: object) -> ChatRequest:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
+    async with make_http_client() as http:
         yield http
 
 

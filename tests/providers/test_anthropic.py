@@ -36,6 +36,7 @@ from mmstudio.providers.base import (
     ToolResultPart,
     ToolSpec,
 )
+from mmstudio.providers.transport import make_http_client
 from tests.fakes.anthropic_server import FakeAnthropicServer, sse
 from tests.fakes.base import Reply, closed_port
 
@@ -71,7 +72,7 @@ def fake(server: FakeAnthropicServer) -> FakeAnthropicServer:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
+    async with make_http_client() as http:
         yield http
 
 
@@ -303,7 +304,7 @@ async def test_stream_text_usage_and_one_final_finish(
 
 async def test_fake_interleaves_pings_in_a_faithful_event_order(fake: FakeAnthropicServer) -> None:
     fake.script(Reply(chunks=["a", "b", "c", "d"]))
-    async with httpx.AsyncClient() as http:
+    async with make_http_client() as http:
         response = await http.post(
             fake.url + "/v1/messages",
             headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},

@@ -38,6 +38,7 @@ from mmstudio.providers.base import (
     ToolSpec,
 )
 from mmstudio.providers.gemini import GeminiAdapter, StreamNormalizer, clean_schema
+from mmstudio.providers.transport import make_http_client
 from tests.fakes.base import Reply, closed_port
 from tests.fakes.gemini_server import FakeGeminiServer, GeminiReply, google_error_body
 
@@ -64,7 +65,7 @@ def fresh(server: FakeGeminiServer) -> None:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as c:
+    async with make_http_client() as c:
         yield c
 
 

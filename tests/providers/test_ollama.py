@@ -39,6 +39,7 @@ from mmstudio.providers.base import (
     Usage,
 )
 from mmstudio.providers.ollama import OllamaAdapter, StreamNormalizer
+from mmstudio.providers.transport import make_http_client
 from tests.fakes.base import FakeServer, Reply, closed_port
 from tests.fakes.ollama_server import FakeOllamaServer
 
@@ -76,7 +77,7 @@ def server() -> Iterator[FakeOllamaServer]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as http:
+    async with make_http_client() as http:
         yield http
 
 

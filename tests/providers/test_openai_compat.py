@@ -40,6 +40,7 @@ from mmstudio.providers.base import (
     Usage,
 )
 from mmstudio.providers.openai_compat import OpenAICompatAdapter, StreamNormalizer
+from mmstudio.providers.transport import make_http_client
 from tests.fakes.base import Reply, closed_port
 from tests.fakes.openai_server import FakeOpenAIServer
 
@@ -93,7 +94,7 @@ def server(fake: FakeFactory) -> FakeOpenAIServer:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(verify=TLS) as http:
+    async with make_http_client(verify=TLS) as http:
         yield http
 
 
