@@ -5,7 +5,8 @@
     ├── NotFound
     │   └── ModelNotFound              unknown model id; carries what is available
     ├── InvalidRequest                 the caller's input is wrong
-    │   └── PayloadTooLarge            the request body is over the configured limit
+    │   ├── PayloadTooLarge            the request body (or an upload) is over the configured limit
+    │   └── UnsupportedMediaType       an upload of a type we cannot read
     ├── Unauthorized                   no gateway key, or an unknown or revoked one
     ├── Forbidden                      the key is valid but may not do this (admin routes)
     ├── RateLimited                    our own limits said no (retry_after)
@@ -80,6 +81,10 @@ class InvalidRequest(StudioError):
 
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than `limits.max_body_mb`."""
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """An upload of a type we cannot read; the message lists the accepted types."""
 
 
 class Unauthorized(StudioError):

@@ -27,6 +27,7 @@ from mmstudio.errors import (
     RateLimited,
     StudioError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from mmstudio.web.deps import StudioStarting
 
@@ -37,6 +38,7 @@ STATUS: list[tuple[type[StudioError], int, str]] = [
     (ModelNotFound, 400, "Model not found"),
     (NotFound, 404, "Not found"),
     (PayloadTooLarge, 413, "Request too large"),
+    (UnsupportedMediaType, 415, "Unsupported media type"),
     (InvalidRequest, 400, "Invalid request"),
     (EndpointTestFailed, 400, "Connection test failed"),
     (Unauthorized, 401, "Unauthorized"),

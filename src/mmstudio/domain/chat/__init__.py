@@ -1,0 +1,1 @@
+"""Chat Studio: conversations as trees of messages, tools, documents, compare arena."""
