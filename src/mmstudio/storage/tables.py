@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -108,3 +111,178 @@ class RequestMetricRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     tokens_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# -- Chat Studio ----------------------------------------------------------------------------------
+# Messages are rows linked by `parent_id`; a conversation's branches, siblings and active path are
+# derived by queries (never one JSON blob per conversation). SQLite adds FTS5 tables for search in
+# migration 0003 (virtual tables, so not declared here); PostgreSQL searches with to_tsvector.
+
+
+class PromptProfileRow(Base):
+    """A named system prompt with generation parameters."""
+
+    __tablename__ = "prompt_profiles"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    memory: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConversationRow(Base):
+    """A conversation; `current_leaf_id` is the last message of the active branch."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_archived_updated", "archived", "pinned", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300), default="New chat")
+    model: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    prompt_profile_id: Mapped[str | None] = mapped_column(
+        ForeignKey("prompt_profiles.id", ondelete="SET NULL"), nullable=True
+    )
+    routing_profile: Mapped[str] = mapped_column(String(20), default="direct")
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    current_leaf_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MessageRow(Base):
+    """One message. `parts` holds text, image, tool call and tool result parts; `text` their plain
+    text (for search and cheap listing)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_conversation_parent", "conversation_id", "parent_id"),)
+
+    # An integer key so SQLite's FTS5 index can follow the rows (content_rowid); `id` is the public id.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_requested: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChatMetricRow(Base):
+    """One row per finished assistant message."""
+
+    __tablename__ = "chat_metrics"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(36), index=True)
+    model: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20))
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MemoryRow(Base):
+    """Something the user (or the agent, on their behalf) asked to remember."""
+
+    __tablename__ = "memories"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+    conversation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentRow(Base):
+    """An uploaded document (text, Markdown, PDF); its text lives in `document_chunks`."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    conversation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    filename: Mapped[str] = mapped_column(String(300))
+    media_type: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer, default=1)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentChunkRow(Base):
+    """One retrievable passage of a document."""
+
+    __tablename__ = "document_chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class CompareRunRow(Base):
+    """One prompt sent to two to four models side by side."""
+
+    __tablename__ = "compare_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class CompareAnswerRow(Base):
+    """One side's answer in a compare run."""
+
+    __tablename__ = "compare_answers"
+    __table_args__ = (UniqueConstraint("run_id", "side"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), index=True)
+    side: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(400))
+    model_used: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class VoteRow(Base):
+    """The user's verdict on a compare run (one per run; voting again replaces it)."""
+
+    __tablename__ = "votes"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), primary_key=True)
+    winner: Mapped[str] = mapped_column(String(400))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
