@@ -88,7 +88,8 @@ def test_models_add_then_chat_by_name(env: dict[str, str]) -> None:
         chat = runner.invoke(app, ["chat", "My Gemma 2B", "Say something"], env=env)
         assert chat.exit_code == 0, chat.output
         assert "Streaming works fine." in chat.output
-        assert lm.requests_to("/v1/chat/completions")[-1].json()["stream"] is True
+        streamed = [r for r in lm.requests_to("/v1/chat/completions") if r.json().get("stream")]
+        assert streamed and streamed[0].json()["messages"][-1]["content"] == "Say something"
         listed = runner.invoke(app, ["models", "list"], env=env)
         assert "My Gemma 2B" in listed.output
 
@@ -115,13 +116,44 @@ def test_models_add_failure_is_a_message_not_a_traceback(env: dict[str, str]) ->
 
 
 def test_interactive_chat_keeps_history(env: dict[str, str], ollama: FakeOllamaServer) -> None:
-    ollama.script(Reply(text="First answer."), Reply(text="Second answer."))
+    # after the first exchange the model also writes the conversation's title
+    ollama.script(Reply(text="First answer."), Reply(text="Greetings"), Reply(text="Second answer."))
     result = runner.invoke(app, ["chat", "ollama/llama3.2"], input="hello\nand again\n/exit\n", env=env)
     assert result.exit_code == 0, result.output
     assert "First answer." in result.output and "Second answer." in result.output
     second = ollama.requests_to("/api/chat")[-1].json()["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
     assert second[1]["content"] == "First answer."
+    conversation_id = result.output.rsplit("mmstudio chat -c ", 1)[1].split(")")[0].strip()
+
+    # the conversation is kept: resume it, list it, show it, export it
+    ollama.script(Reply(text="Third answer."))
+    resumed = runner.invoke(app, ["chat", "-", "one more", "-c", conversation_id], env=env)
+    assert resumed.exit_code == 0, resumed.output
+    assert "Resuming “Greetings”" in resumed.output and "Third answer." in resumed.output
+    third = ollama.requests_to("/api/chat")[-1].json()["messages"]
+    assert [m["content"] for m in third] == [
+        "hello",
+        "First answer.",
+        "and again",
+        "Second answer.",
+        "one more",
+    ]
+
+    listed = runner.invoke(app, ["conversations", "list"], env=env)
+    assert conversation_id in listed.output and "Greetings" in listed.output
+    found = runner.invoke(app, ["conversations", "list", "--search", "nothing-like-this"], env=env)
+    assert conversation_id not in found.output
+    shown = runner.invoke(app, ["conversations", "show", conversation_id], env=env)
+    assert shown.output.index("hello") < shown.output.index("Second answer.") < shown.output.index("one more")
+    exported = runner.invoke(
+        app, ["conversations", "export", conversation_id, "--format", "markdown"], env=env
+    )
+    assert exported.exit_code == 0 and exported.output.startswith("# Greetings")
+    as_json = runner.invoke(app, ["conversations", "export", conversation_id], env=env)
+    assert len(json.loads(as_json.output)["messages"]) == 6
+    missing = runner.invoke(app, ["conversations", "show", "nope"], env=env)
+    assert missing.exit_code == 1 and "nope" in missing.output and "Traceback" not in missing.output
 
 
 def test_chat_unknown_model_lists_available(env: dict[str, str]) -> None:

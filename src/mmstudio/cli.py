@@ -1,4 +1,4 @@
-"""The `mmstudio` command line (Typer + Rich): serve, models, chat."""
+"""The `mmstudio` command line (Typer + Rich): serve, models, chat, conversations."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from rich.table import Table
 from mmstudio import __version__
 from mmstudio.domain.registry import ModelRequest
 from mmstudio.errors import StudioError
-from mmstudio.providers.base import Message
 from mmstudio.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +33,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, detect, register and check models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+conversations_app = typer.Typer(help="List, show and export Chat Studio conversations.", no_args_is_help=True)
+app.add_typer(conversations_app, name="conversations")
 
 console = Console()
 err = Console(stderr=True)
@@ -292,65 +293,185 @@ def models_add(
 
 @app.command()
 def chat(
-    model: Annotated[str, typer.Argument(help="provider/model, a registered name or an alias")],
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="provider/model, a registered name or an alias; '-' or omitted: the conversation's"
+        ),
+    ] = None,
     prompt: Annotated[str | None, typer.Argument(help="the prompt; omit for an interactive chat")] = None,
-    system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
-    fallback: Annotated[
-        bool, typer.Option("--fallback/--no-fallback", help="let another model answer if this one fails")
-    ] = True,
+    conversation: Annotated[
+        str | None,
+        typer.Option("--conversation", "-c", help="resume this conversation (see `conversations list`)"),
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="a system prompt (new conversations)")] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Chat with a model: streams the answer; without a prompt, an interactive session (/exit to quit)."""
+    """Chat with a model, streaming the answer. Every exchange is kept as a conversation you can
+    resume with `-c ID`; without a prompt, an interactive session (/exit to quit)."""
     settings = _settings(config, data_dir)
-    history: list[Message] = [Message.text("system", system)] if system else []
+    chosen = None if model in (None, "", "-") else model
+    state: dict[str, str | None] = {"conversation": conversation}
 
-    async def answer(studio: Studio) -> None:
-        parts: list[str] = []
-        stream = studio.stream_chat(model, history, fallbacks=fallback)
-        failure = None
-        async for event in stream:
-            if event.type == "text":
-                parts.append(event.text)
-                sys.stdout.write(event.text)
+    async def answer(studio: Studio, text: str) -> None:
+        started = await studio.conversations.send(
+            text, conversation_id=state["conversation"], model=chosen, system=system
+        )
+        state["conversation"] = started.conversation.id
+        failure: str | None = None
+        done: dict[str, Any] = {}
+        async for event in started.generation.follow():
+            if event.name == "delta":
+                sys.stdout.write(event.data["text"])
                 sys.stdout.flush()
-            elif event.type == "error":
-                failure = event.error
+            elif event.name == "tool_call":
+                err.print(f"[dim]→ {event.data['name']}({json.dumps(event.data['arguments'])})[/]")
+            elif event.name == "tool_result":
+                err.print(f"[dim]← {event.data['content'][:200]}[/]")
+            elif event.name in ("done", "interrupted"):
+                done = event.data
+            elif event.name == "error":
+                done, failure = event.data, event.data.get("message") or "the answer failed"
         sys.stdout.write("\n")
-        history.append(Message.text("assistant", "".join(parts)))
-        info = stream.info
-        if info.fallback and info.resolved is not None:
+        if done.get("fallback") and done.get("model"):
             err.print(
-                f"[dim](answered by {info.resolved.display_name} ({info.model_used}) "
-                f"after {len(info.attempts)} attempts)[/]"
+                f"[dim](answered by {done.get('modelName')} ({done['model']}) "
+                f"after {len(done.get('attempts') or [])} attempts)[/]"
             )
         if failure is not None:
             raise StudioError(failure)
 
     async def work(studio: Studio) -> None:
-        resolved = await studio.registry.resolve_fresh(model)
+        if state["conversation"] is not None:
+            existing = await studio.conversations.store.get_conversation(state["conversation"])
+            shown = chosen or existing.model or "the default model"
+            if chosen or existing.model:
+                await studio.registry.resolve_fresh(chosen or existing.model or "")  # detects engines
+            err.print(f"Resuming “{existing.title}” with {shown}.")
+        elif chosen is not None:
+            await studio.registry.resolve_fresh(chosen)
         if prompt is not None:
-            history.append(Message.text("user", prompt))
-            await answer(studio)
-            return
-        err.print(f"Chatting with {resolved.display_name} ({resolved.entry.id}). /exit to quit.")
-        while True:
-            try:
-                line = await asyncio.to_thread(input, "> ")
-            except EOFError:
-                break
-            if line.strip() in ("/exit", "/quit"):
-                break
-            if not line.strip():
-                continue
-            history.append(Message.text("user", line))
-            try:
-                await answer(studio)
-            except StudioError as exc:
-                history.pop()
-                err.print(f"[red]error:[/] {exc.message}")
+            await answer(studio, prompt)
+        else:
+            if chosen is not None and state["conversation"] is None:
+                resolved = studio.registry.resolve(chosen)
+                err.print(f"Chatting with {resolved.display_name} ({resolved.entry.id}). /exit to quit.")
+            while True:
+                try:
+                    line = await asyncio.to_thread(input, "> ")
+                except EOFError:
+                    break
+                if line.strip() in ("/exit", "/quit"):
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    await answer(studio, line)
+                except StudioError as exc:
+                    err.print(f"[red]error:[/] {exc.message}")
+        if state["conversation"] is not None:
+            cid = state["conversation"]
+            err.print(f"[dim]conversation {cid} (resume: mmstudio chat -c {cid})[/]")
 
     _run(lambda: _with_studio(settings, work))
+
+
+@conversations_app.command("list")
+def conversations_list(
+    search: Annotated[str | None, typer.Option("--search", "-q", help="full-text search")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    archived: Annotated[bool, typer.Option(help="list archived conversations instead")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Conversations, pinned first then newest."""
+    settings = _settings(config, data_dir)
+
+    async def work(studio: Studio) -> Any:
+        return await studio.conversations.store.list_conversations(q=search, limit=limit, archived=archived)
+
+    page = _run(lambda: _with_studio(settings, work))
+    if as_json:
+        from mmstudio.web.chat_ui_api import conversation_json
+
+        console.print_json(
+            json.dumps({"items": [conversation_json(c) for c in page.items], "total": page.total})
+        )
+        return
+    table = Table(title=f"Conversations ({page.total})", header_style="bold")
+    for column in ("id", "title", "model", "messages", "updated"):
+        table.add_column(column)
+    for c in page.items:
+        pin = "📌 " if c.pinned else ""
+        table.add_row(
+            c.id,
+            pin + c.title,
+            c.model or "-",
+            str(c.message_count or 0),
+            c.updated_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@conversations_app.command("show")
+def conversations_show(
+    conversation_id: Annotated[str, typer.Argument(help="the conversation's id")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The active branch of a conversation."""
+    settings = _settings(config, data_dir)
+
+    async def work(studio: Studio) -> Any:
+        store = studio.conversations.store
+        return await store.get_conversation(conversation_id), await store.active_branch(conversation_id)
+
+    conv, messages = _run(lambda: _with_studio(settings, work))
+    console.print(f"[bold]{conv.title}[/]  [dim]{conv.id} · {conv.model or 'default model'}[/]")
+    for m in messages:
+        who = "you" if m.role == "user" else (m.model or m.role)
+        branch = f" [{m.sibling_index}/{m.sibling_count}]" if m.sibling_count > 1 else ""
+        status = "" if m.status == "complete" else f" ({m.status}{': ' + m.error if m.error else ''})"
+        console.print(f"\n[bold cyan]{who}[/]{branch}[red]{status}[/]")
+        console.print(m.text, markup=False, highlight=False)
+
+
+class ExportFormat(enum.StrEnum):
+    json = "json"
+    markdown = "markdown"
+
+
+@conversations_app.command("export")
+def conversations_export(
+    conversation_id: Annotated[str, typer.Argument(help="the conversation's id")],
+    format: Annotated[
+        ExportFormat, typer.Option(help="json: lossless, every branch; markdown: the active branch")
+    ] = ExportFormat.json,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write to this file (default: stdout)")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Export a conversation."""
+    from mmstudio.domain.chat.export import export_json, export_markdown
+
+    settings = _settings(config, data_dir)
+
+    async def work(studio: Studio) -> str:
+        store = studio.conversations.store
+        if format is ExportFormat.markdown:
+            return await export_markdown(store, conversation_id)
+        return json.dumps(await export_json(store, conversation_id), indent=2, ensure_ascii=False) + "\n"
+
+    text = _run(lambda: _with_studio(settings, work))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
 
 
 def main() -> None:

@@ -122,6 +122,20 @@ class MetricsConfig(_Strict):
     batch_size: int = Field(default=500, ge=1, le=100000)
 
 
+class ChatConfig(_Strict):
+    """Chat Studio: uploads, streaming writes, the agent loop, retrieval and memory."""
+
+    max_upload_mb: float = Field(default=20.0, gt=0, le=1024)
+    stream_write_interval_seconds: float = Field(default=0.25, ge=0.01, le=10)
+    agent_max_steps: int = Field(default=6, ge=1, le=50)
+    retrieval_chunks: int = Field(default=5, ge=1, le=50)
+    memory_items: int = Field(default=5, ge=1, le=50)
+    compare_timeout_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # "model": the answering model writes a short title after the first exchange;
+    # "first_message": the first words of the first message (no extra model call).
+    titles: Literal["model", "first_message"] = "model"
+
+
 class StudioConfig(_Strict):
     default_model: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -130,6 +144,7 @@ class StudioConfig(_Strict):
     routing: Routing = Field(default_factory=Routing)
     limits: Limits = Field(default_factory=Limits)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

@@ -17,6 +17,9 @@ from typing import Any
 import httpx
 
 from mmstudio.config import RateLimit
+from mmstudio.domain.chat.compare import CompareService
+from mmstudio.domain.chat.knowledge import KnowledgeService
+from mmstudio.domain.chat.service import ChatService
 from mmstudio.domain.keys import GatewayKeys
 from mmstudio.domain.metrics import MetricsRecorder
 from mmstudio.domain.ratelimit import RateLimiter
@@ -32,8 +35,11 @@ from mmstudio.providers.base import (
 )
 from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
+from mmstudio.storage.chat_repo import ChatRepository
+from mmstudio.storage.compare_repo import CompareRepository
 from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.keys_repo import KeyRepository
+from mmstudio.storage.knowledge_repo import KnowledgeRepository
 from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, UsageRepository
 from mmstudio.storage.secrets import SecretBox
@@ -76,6 +82,9 @@ class Studio:
     metrics: MetricsRecorder
     router: Router
     keys: GatewayKeys
+    knowledge: KnowledgeService
+    compare: CompareService
+    conversations: ChatService
 
     def __init__(
         self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
@@ -136,6 +145,20 @@ class Studio:
                 metrics=studio.metrics,
                 on_success=registry.note_session,
             )
+            dialect = engine.dialect.name
+            studio.knowledge = KnowledgeService(KnowledgeRepository(sessions, dialect), settings.config.chat)
+            studio.compare = CompareService(
+                CompareRepository(sessions, dialect), studio.router, settings.config.chat
+            )
+            studio.conversations = ChatService(
+                ChatRepository(sessions, dialect),
+                studio.router,
+                registry,
+                studio.knowledge,
+                settings.config.chat,
+            )
+            await studio.conversations.recover()  # answers a crash cut short become `interrupted`
+            await studio.compare.recover()
         except Exception:
             await studio.close()
             raise
@@ -160,6 +183,12 @@ class Studio:
 
     async def close(self) -> None:
         await self.registry.health.stop()
+        conversations: ChatService | None = getattr(self, "conversations", None)
+        if conversations is not None:
+            await conversations.close()  # running answers are stored `interrupted`, not lost
+        compare: CompareService | None = getattr(self, "compare", None)
+        if compare is not None:
+            await compare.close()
         router: Router | None = getattr(self, "router", None)
         if router is not None:
             await router.drain()  # token counts of answers already sent

@@ -66,6 +66,7 @@ from mmstudio.domain.chat.types import (
     text_of,
 )
 from mmstudio.errors import InvalidRequest, NotFound
+from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.tables import Base
 
 T = TypeVar("T")
@@ -149,15 +150,6 @@ UPDATE_CONVERSATION = (
     update(C).where(C.c.id == bindparam("conversation_id_")).returning(*CONVERSATION_COLUMNS)
 )
 INSERT_METRIC = insert(X)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite stores datetimes as text without the zone: everything goes in (and is compared) as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _domain(cls: Callable[..., T], row: Row[Any], **extra: Any) -> T:
@@ -295,7 +287,7 @@ class ChatRepository:
         created_at: datetime | None = None,
     ) -> Conversation:
         _check_choice(routing_profile, ROUTING_PROFILES, "routing_profile")
-        when = _utc(created_at) if created_at is not None else _now()
+        when = utc(created_at) if created_at is not None else utc_now()
         if id is not None and not 0 < len(id) <= 36:
             raise InvalidRequest("a conversation id has 1 to 36 characters", field="id")
         values = {
@@ -361,7 +353,7 @@ class ChatRepository:
         return ConversationPage(items=items, total=int(total), limit=limit, offset=offset)
 
     async def update_conversation(self, conversation_id: str, update: ConversationUpdate) -> Conversation:
-        values: dict[str, Any] = {"conversation_id_": conversation_id, "updated_at": _now()}
+        values: dict[str, Any] = {"conversation_id_": conversation_id, "updated_at": utc_now()}
         if update.title is not None:
             values["title"] = update.title[:300]
         if update.clear_model:
@@ -399,7 +391,7 @@ class ChatRepository:
         statement = (
             update(C)
             .where(C.c.id == conversation_id, belongs)
-            .values(current_leaf_id=message_id, updated_at=_now())
+            .values(current_leaf_id=message_id, updated_at=utc_now())
         )
         async with self._sessions() as session, session.begin():
             result = await session.execute(statement)
@@ -427,8 +419,8 @@ class ChatRepository:
                 field="extra",
             )
         extra = dict(message.extra)
-        created = _utc(message.created_at) if message.created_at is not None else _now()
-        changed = _utc(extra.pop("updated_at")) if extra.get("updated_at") is not None else created
+        created = utc(message.created_at) if message.created_at is not None else utc_now()
+        changed = utc(extra.pop("updated_at")) if extra.get("updated_at") is not None else created
         if message.id is not None and not 0 < len(message.id) <= 36:
             raise InvalidRequest("a message id has 1 to 36 characters", field="id")
         message_id = message.id or str(uuid.uuid4())
@@ -500,7 +492,7 @@ class ChatRepository:
         return _domain(Message, row)
 
     async def update_message(self, message_id: str, progress: MessageProgress) -> None:
-        values: dict[str, Any] = {"message_id_": message_id, "updated_at": _now()}
+        values: dict[str, Any] = {"message_id_": message_id, "updated_at": utc_now()}
         if progress.parts is not None:
             values["parts"] = progress.parts
             values["text"] = text_of(progress.parts)
@@ -562,7 +554,7 @@ class ChatRepository:
         statement = (
             update(M)
             .where(M.c.status.in_(UNFINISHED))
-            .values(status="interrupted", error=reason, updated_at=_now())
+            .values(status="interrupted", error=reason, updated_at=utc_now())
         )
         async with self._sessions() as session, session.begin():
             result = await session.execute(statement)
@@ -645,7 +637,7 @@ class ChatRepository:
         self, *, name: str, system_prompt: str, parameters: dict[str, Any], memory: bool
     ) -> PromptProfile:
         name = _profile_name(name)
-        now = _now()
+        now = utc_now()
         values = {
             "id": str(uuid.uuid4()),
             "name": name,
@@ -686,7 +678,7 @@ class ChatRepository:
             "system_prompt": system_prompt,
             "parameters": parameters,
             "memory": memory,
-            "updated_at": _now(),
+            "updated_at": utc_now(),
         }
         statement = update(P).where(P.c.id == profile_id).values(values).returning(*PROFILE_COLUMNS)
         try:
@@ -727,7 +719,7 @@ class ChatRepository:
     # -- metrics ---------------------------------------------------------------------------------
 
     async def add_metric(self, metric: MessageMetric) -> None:
-        values = {**dataclasses.asdict(metric), "created_at": _utc(metric.created_at)}
+        values = {**dataclasses.asdict(metric), "created_at": utc(metric.created_at)}
         try:
             async with self._sessions() as session, session.begin():
                 await session.execute(INSERT_METRIC, values)
@@ -763,7 +755,7 @@ class ChatRepository:
         ]
         if self._postgres:
             columns.append(func.percentile_cont(0.5).within_group(when_done(X.c.latency_ms)))
-        window = [X.c.created_at >= _utc(since)] if since is not None else []
+        window = [X.c.created_at >= utc(since)] if since is not None else []
         statement = select(*columns).where(*window).group_by(model)
         async with self._sessions() as session:
             rows = (await session.execute(statement)).all()

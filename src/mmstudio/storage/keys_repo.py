@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from mmstudio.domain.keys import GatewayKey
+from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.tables import GatewayKeyRow
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite drops the timezone; everything we store is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _key(row: GatewayKeyRow) -> GatewayKey:
@@ -30,8 +22,8 @@ def _key(row: GatewayKeyRow) -> GatewayKey:
         admin=row.admin,
         rpm=row.rpm,
         tpm=row.tpm,
-        created_at=_aware(row.created_at),
-        revoked_at=_aware(row.revoked_at) if row.revoked_at is not None else None,
+        created_at=utc(row.created_at),
+        revoked_at=utc(row.revoked_at) if row.revoked_at is not None else None,
     )
 
 
@@ -52,7 +44,7 @@ class KeyRepository:
             admin=admin,
             rpm=rpm,
             tpm=tpm,
-            created_at=_now(),
+            created_at=utc_now(),
             revoked_at=None,
         )
         async with self._sessions() as session, session.begin():
@@ -81,7 +73,7 @@ class KeyRepository:
             await session.execute(
                 update(GatewayKeyRow)
                 .where(GatewayKeyRow.id == key_id, GatewayKeyRow.revoked_at.is_(None))
-                .values(revoked_at=at or _now())
+                .values(revoked_at=at or utc_now())
             )
             row = await session.scalar(select(GatewayKeyRow).where(GatewayKeyRow.id == key_id))
             return _key(row) if row is not None else None

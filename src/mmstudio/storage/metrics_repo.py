@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mmstudio.domain.metrics import MetricsAggregate, MetricsStats, StatsAccumulator
 from mmstudio.domain.types import RequestRecord
+from mmstudio.storage._time import utc
 from mmstudio.storage.tables import RequestMetricRow
 
 T = RequestMetricRow
@@ -46,11 +47,6 @@ _LENGTHS = {
 }
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite stores datetimes as text without the zone: everything goes in (and is compared) as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _finite(value: float | None) -> float | None:
     # SQLite turns NaN into NULL (which a NOT NULL column rejects): store no value instead.
     return value if value is not None and math.isfinite(value) else None
@@ -63,7 +59,7 @@ def _cut(value: str | None, column: str) -> str | None:
 def _row(record: RequestRecord) -> dict[str, Any]:
     return {
         "id": _cut(record.request_id, "id"),
-        "created_at": _utc(record.created_at),
+        "created_at": utc(record.created_at),
         "key_id": _cut(record.key_id, "key_id"),
         "route": _cut(record.route, "route"),
         "model_requested": _cut(record.model_requested, "model_requested"),
@@ -102,7 +98,7 @@ class MetricsRepository:
 
     async def delete_older_than(self, cutoff: datetime) -> int:
         async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(T).where(T.created_at < _utc(cutoff)))
+            result = await session.execute(delete(T).where(T.created_at < utc(cutoff)))
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def count(self) -> int:
@@ -113,7 +109,7 @@ class MetricsRepository:
         self, *, since: datetime, until: datetime, bucket_seconds: int, model: str | None
     ) -> MetricsAggregate:
         """Statistics of requests created in `[since, until)`, optionally of one model used."""
-        window: list[ColumnElement[bool]] = [T.created_at >= _utc(since), T.created_at < _utc(until)]
+        window: list[ColumnElement[bool]] = [T.created_at >= utc(since), T.created_at < utc(until)]
         if model is not None:
             window.append(T.model_used == model)
         async with self._sessions() as session:
@@ -150,7 +146,7 @@ async def _aggregate_in_python(
     result = await session.stream(statement)
     async for partition in result.partitions():
         for created, model, outcome, fallback, latency, ttft, tokens_in, tokens_out, tps, cost in partition:
-            index = math.floor(_utc(created).timestamp() / bucket_seconds)
+            index = math.floor(utc(created).timestamp() / bucket_seconds)
             start = starts.get(index)
             if start is None:
                 start = starts[index] = datetime.fromtimestamp(index * bucket_seconds, UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -15,19 +15,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from mmstudio.domain.types import ModelUsage, Platform, RegisteredEndpoint, RegisteredModel
 from mmstudio.errors import InvalidRequest
+from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.secrets import SecretBox
 from mmstudio.storage.tables import EndpointRow, ModelUsageRow, RegisteredModelRow
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _aware(value: datetime | None) -> datetime | None:
-    # SQLite drops the timezone; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return utc(value) if value is not None else None
 
 
 class EndpointRepository:
@@ -59,7 +53,7 @@ class EndpointRepository:
     ) -> RegisteredEndpoint:
         """Add an endpoint with its named models `(upstream_model, display_name, alias)`, or add the
         models to the existing endpoint of that provider id."""
-        now = _now()
+        now = utc_now()
         async with self._sessions() as session, session.begin():
             row = await session.scalar(select(EndpointRow).where(EndpointRow.provider_id == provider_id))
             if row is None:
@@ -130,7 +124,7 @@ class EndpointRepository:
             provider_id=row.provider_id,
             platform=row.platform,  # type: ignore[arg-type]
             base_url=row.base_url,
-            created_at=_aware(row.created_at) or _now(),
+            created_at=_aware(row.created_at) or utc_now(),
             api_key=self._box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
             models=tuple(models),
         )
@@ -143,7 +137,7 @@ def _model(row: RegisteredModelRow) -> RegisteredModel:
         upstream_model=row.upstream_model,
         display_name=row.display_name,
         alias=row.alias,
-        created_at=_aware(row.created_at) or _now(),
+        created_at=_aware(row.created_at) or utc_now(),
     )
 
 
@@ -155,7 +149,7 @@ class UsageRepository:
 
     async def record_session(self, model_id: str, at: datetime | None = None, count: int = 1) -> ModelUsage:
         """Count `count` successful generations; an upsert, so concurrent writers never collide."""
-        when = at or _now()
+        when = at or utc_now()
         async with self._sessions() as session, session.begin():
             insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
             statement = (

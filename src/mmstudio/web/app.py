@@ -19,7 +19,17 @@ from fastapi.responses import RedirectResponse
 
 from mmstudio import __version__
 from mmstudio.settings import Settings
-from mmstudio.web import chat_api, errors, keys_api, metrics_api, models_api, openai_api
+from mmstudio.web import (
+    chat_api,
+    chat_ui_api,
+    compare_api,
+    errors,
+    keys_api,
+    knowledge_api,
+    metrics_api,
+    models_api,
+    openai_api,
+)
 from mmstudio.web.auth import GatewayAuth
 from mmstudio.web.body_limit import BodySizeLimit
 
@@ -82,7 +92,14 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(keys_api.router)
     app.include_router(openai_api.router)
     app.include_router(chat_api.router)
+    app.include_router(chat_ui_api.router)
+    app.include_router(knowledge_api.router)
+    app.include_router(compare_api.router)
     app.add_middleware(GatewayAuth)
     # Outermost: an oversized body is refused before anything else reads it.
-    app.add_middleware(BodySizeLimit, max_bytes=int(settings.config.limits.max_body_mb * 1_000_000))
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=int(settings.config.limits.max_body_mb * 1_000_000),
+        uploads={"/api/chat/ui/documents": int(settings.config.chat.max_upload_mb * 1_000_000)},
+    )
     return app
