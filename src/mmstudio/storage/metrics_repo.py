@@ -47,6 +47,9 @@ _LENGTHS = {
 }
 
 
+SQLITE_ROWS_PER_STATEMENT = 500  # x 19 columns, under SQLite's 32,766 bound parameters
+
+
 def _finite(value: float | None) -> float | None:
     # SQLite turns NaN into NULL (which a NOT NULL column rejects): store no value instead.
     return value if value is not None and math.isfinite(value) else None
@@ -93,8 +96,17 @@ class MetricsRepository:
             return
         rows = [_row(r) for r in records]
         async with self._sessions() as session, session.begin():
-            insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
-            await session.execute(insert(TABLE).on_conflict_do_nothing(index_elements=["id"]), rows)
+            if _dialect(session) == "postgresql":
+                await session.execute(pg_insert(TABLE).on_conflict_do_nothing(index_elements=["id"]), rows)
+                return
+            # SQLite: multi-row INSERT statements, not executemany. executemany re-takes the GIL for
+            # every row on aiosqlite's thread; while the event loop is busy serving requests each
+            # handover can wait a full switch interval, and at ~800 requests/s the writer fell behind
+            # (the buffer grew without bound). One statement per chunk needs a handful of handovers.
+            for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+                chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
+                statement = sqlite_insert(TABLE).values(chunk).on_conflict_do_nothing(index_elements=["id"])
+                await session.execute(statement)
 
     async def delete_older_than(self, cutoff: datetime) -> int:
         async with self._sessions() as session, session.begin():
