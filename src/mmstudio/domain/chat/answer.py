@@ -164,6 +164,8 @@ class AnswerRun:
             history.extend(await self._run_tools(calls))
         # Out of steps with tools still wanted: the last step was asked without tools, so we only
         # get here when it still produced calls; say so rather than end silently.
+        if not self.plan.agent:
+            raise StudioError("the model asked to call tools, which this routing profile does not offer")
         raise StudioError(f"the agent used all {steps} steps without a final answer")
 
     async def _one_step(self, history: list[WireMessage], *, offer_tools: bool) -> list[ToolCall]:
