@@ -7,7 +7,6 @@ server-sent events: `start`, `delta`, `tool_call`, `model` (a failover mid-answe
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from mmstudio.providers.base import ChatRequest, StreamEvent, Usage
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import MessageIn, convert_messages
+from mmstudio.web.sse import sse_event, sse_response
 
 if TYPE_CHECKING:
     from mmstudio.studio import Studio
@@ -103,11 +103,7 @@ async def chat(body: StudioChatIn, request: Request, studio: StudioDep) -> JSONR
         await stream.start()
     except ModelNotFound:
         return _not_supported(studio, body)
-    return StreamingResponse(
-        _events(studio, stream),
-        media_type="text/event-stream",
-        headers={**route_headers(stream.info), "cache-control": "no-cache", "x-accel-buffering": "no"},
-    )
+    return sse_response(_events(studio, stream), route_headers(stream.info))
 
 
 def _who(studio: Studio, info: RouteInfo) -> dict[str, Any]:
@@ -130,39 +126,35 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     return {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens}
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 async def _events(studio: Studio, stream: RoutedStream) -> AsyncIterator[bytes]:
     info = stream.info
-    yield _sse("start", {"id": info.request_id, **_who(studio, info)})
+    yield sse_event("start", {"id": info.request_id, **_who(studio, info)})
     model = info.model_used
     try:
         async for event in stream:
             if info.model_used != model:
                 model = info.model_used
-                yield _sse("model", _who(studio, info))
+                yield sse_event("model", _who(studio, info))
             frame = _event_frame(event)
             if frame is not None:
                 yield frame
             if event.type == "finish":
-                yield _sse(
+                yield sse_event(
                     "done",
                     {"finishReason": event.finish_reason, "usage": _usage(info.usage), **_who(studio, info)},
                 )
             elif event.type == "error":
-                yield _sse("error", {"message": event.error, **_who(studio, info)})
+                yield sse_event("error", {"message": event.error, **_who(studio, info)})
     finally:
         await stream.aclose()
 
 
 def _event_frame(event: StreamEvent) -> bytes | None:
     if event.type == "text":
-        return _sse("delta", {"text": event.text})
+        return sse_event("delta", {"text": event.text})
     if event.type == "tool_call" and event.tool_call is not None:
         call = event.tool_call
-        return _sse(
+        return sse_event(
             "tool_call", {"index": call.index, "id": call.id, "name": call.name, "arguments": call.arguments}
         )
     return None

@@ -9,12 +9,11 @@ the service, not by this response: closing the connection does not stop it, and
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.chat.export import export_json, export_markdown, import_json, message_json
@@ -23,13 +22,12 @@ from mmstudio.domain.chat.service import ROUTING, Started
 from mmstudio.domain.chat.types import Conversation, ConversationUpdate, Message, PromptProfile
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.deps import StudioDep
+from mmstudio.web.sse import sse_event, sse_response
 
 if TYPE_CHECKING:
     from mmstudio.studio import Studio
 
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class _In(BaseModel):
@@ -132,31 +130,25 @@ def profile_json(p: PromptProfile) -> dict[str, Any]:
     }
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
-
-
 async def _follow(generation: Generation, preface: list[bytes]) -> AsyncIterator[bytes]:
     for frame in preface:
         yield frame
     async for event in generation.follow():
-        yield _sse(event.name, event.data)
+        yield sse_event(event.name, event.data)
 
 
 async def _answer(started: Started, stream: bool, studio: Studio) -> Response:
     preface = [
-        _sse(
+        sse_event(
             "conversation",
             {"conversation": conversation_json(started.conversation), "created": started.created},
         )
     ]
     if started.user_message is not None:
-        preface.append(_sse("user_message", {"message": message_out(started.user_message)}))
-    preface.append(_sse("assistant_message", {"message": message_out(started.assistant_message)}))
+        preface.append(sse_event("user_message", {"message": message_out(started.user_message)}))
+    preface.append(sse_event("assistant_message", {"message": message_out(started.assistant_message)}))
     if stream:
-        return StreamingResponse(
-            _follow(started.generation, preface), media_type="text/event-stream", headers=SSE_HEADERS
-        )
+        return sse_response(_follow(started.generation, preface))
     await started.generation.wait()
     chat = studio.conversations
     return JSONResponse(
@@ -211,10 +203,8 @@ async def reattach(message_id: str, studio: StudioDep) -> Response:
             {"message": message_out(await studio.conversations.store.get_message(message_id))}
         )
     message = await studio.conversations.store.get_message(message_id)
-    preface = [_sse("assistant_message", {"message": message_out(message), "reattached": True})]
-    return StreamingResponse(
-        _follow(generation, preface), media_type="text/event-stream", headers=SSE_HEADERS
-    )
+    preface = [sse_event("assistant_message", {"message": message_out(message), "reattached": True})]
+    return sse_response(_follow(generation, preface))
 
 
 @router.get("/messages/{message_id}")

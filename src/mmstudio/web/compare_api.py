@@ -29,12 +29,11 @@ from mmstudio.domain.chat.leaderboard import BOTH_BAD, TIE
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_options
+from mmstudio.web.sse import sse_event, sse_response
 
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
 
 M = TypeVar("M", bound=BaseModel)
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 class CompareIn(BaseModel):
@@ -96,11 +95,7 @@ async def compare(request: Request, studio: StudioDep) -> JSONResponse | Streami
     if not body.stream:
         # The run belongs to the service: if this request is cancelled the answers still finish.
         return JSONResponse(_run(await service.wait(run.id)))
-    return StreamingResponse(
-        _frames(service, run.id),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "x-mmstudio-compare-id": run.id},
-    )
+    return sse_response(_frames(service, run.id), {"x-mmstudio-compare-id": run.id})
 
 
 @router.get("/compare")
@@ -146,13 +141,9 @@ async def leaderboard(studio: StudioDep) -> JSONResponse:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 async def _frames(service: CompareService, run_id: str) -> AsyncIterator[bytes]:
     async for event in service.listen(run_id):
-        yield _sse(event.type, _event_data(event))
+        yield sse_event(event.type, _event_data(event))
 
 
 def _event_data(event: CompareEvent) -> dict[str, Any]:

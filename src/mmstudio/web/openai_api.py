@@ -17,6 +17,7 @@ from mmstudio.domain.types import ModelView
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import DONE, ChatCompletionIn, ChunkWriter, completion_body, to_chat_request
+from mmstudio.web.sse import SSE_HEADERS
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -69,7 +70,7 @@ async def chat_completions(
     return StreamingResponse(
         _frames(stream, ChunkWriter(stream.info.request_id, include_usage), body.model),
         media_type="text/event-stream",
-        headers={**route_headers(stream.info), "cache-control": "no-cache", "x-accel-buffering": "no"},
+        headers={**route_headers(stream.info), **SSE_HEADERS},
     )
 
 
