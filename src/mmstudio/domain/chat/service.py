@@ -184,20 +184,25 @@ class ChatService:
                 parent_id = root.id
         else:
             conversation = await self.store.get_conversation(conversation_id)
+            routing = _routing(routing_profile) if routing_profile else conversation.routing_profile
+            chosen = self._check_model(model, routing) if model else None
+            # The selection the user just made is the conversation's from now on; a client that sends
+            # the same selection with every message costs no write.
             changes = ConversationUpdate(
-                model=model or None,
-                prompt_profile_id=prompt_profile_id or None,
-                routing_profile=_routing(routing_profile) if routing_profile else None,
+                model=chosen if chosen != conversation.model else None,
+                prompt_profile_id=(
+                    prompt_profile_id if prompt_profile_id != conversation.prompt_profile_id else None
+                ),
+                routing_profile=routing if routing != conversation.routing_profile else None,
             )
             if changes.model or changes.prompt_profile_id or changes.routing_profile:
-                # The selection the user just made is the conversation's from now on.
                 conversation = await self.update_conversation(conversation.id, changes)
         if parent_id is None and not created:
             parent_id = conversation.current_leaf_id
         if parent_id is not None:
             parent = await self.store.get_message(parent_id)
             self._check_parent(parent, conversation.id)
-        ref, profile = await self._answer_settings(conversation, model)
+        ref, profile = await self._answer_settings(conversation, None)  # its model is the one chosen
         user = await self.store.add_message(conversation.id, NewMessage("user", parts, parent_id=parent_id))
         return await self._answer(conversation, user, ref, profile, created=created)
 
