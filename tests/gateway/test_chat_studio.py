@@ -456,3 +456,163 @@ async def test_tools_and_data_retrieves_passages_and_cites_them(
         studio, content="Where is the coffee machine?", model=LLAMA, routing_profile="tools+data"
     )
     assert not named(other, "citations")
+
+
+async def test_more_bad_input_gets_named_errors_and_loses_nothing(
+    live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    client = studio.client
+    r = await client.post(
+        f"{UI}/send", content=b'{"content": "hi",', headers={"content-type": "application/json"}
+    )
+    assert r.status_code in (400, 422) and "JSON" in r.json()["message"]
+    r = await client.post(f"{UI}/send", content=b"", headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422) and "body" in r.json()["message"]
+    r = await client.post(f"{UI}/send", json={"model": LLAMA})
+    assert r.status_code in (400, 422) and "content" in r.json()["message"]
+    r = await client.post(f"{UI}/send", json={"content": "x" * 400_001, "model": LLAMA})
+    assert r.status_code == 400 and "400,000" in r.json()["message"]
+    r = await client.post(f"{UI}/send", json={"content": [{"type": "image", "data": "%%%"}], "model": LLAMA})
+    assert r.status_code == 400 and "base64" in r.json()["message"]
+    r = await client.post(f"{UI}/send", json={"content": [{"type": "video"}], "model": LLAMA})
+    assert r.status_code == 400 and "'text' or 'image'" in r.json()["message"]
+    assert (await client.get(f"{UI}/conversations")).json()["total"] == 0  # refused sends store nothing
+
+    # a cloud model without its key: a local model answers instead, and the answer says why
+    events = await send(studio, content="Hello cloud", model="openai/gpt-4o")
+    (done,) = named(events, "done")
+    assert done["fallback"] is True and done["model"].startswith("ollama/")
+    (skip,) = [s for s in done["skipped"] if s["model"] == "openai/gpt-4o"]
+    assert "OPENAI_API_KEY" in skip["reason"]
+    cid = named(events, "conversation")[0]["conversation"]["id"]
+    user, answer = (await branch(studio, cid))["messages"]
+    assert user["text"] == "Hello cloud" and answer["modelRequested"] == "openai/gpt-4o"
+
+
+async def test_an_unreachable_engine_is_an_error_on_the_answer_not_a_500(live: OpenLive) -> None:
+    config = StudioConfig(routing=Routing(retries=0), chat=ChatConfig(titles="first_message"))
+    only_llama = {"llama3.2:latest": {"capabilities": ["completion", "tools"]}}
+    with FakeOllamaServer(models=only_llama) as ollama:
+        studio = await live(engines(ollama, None), config=config)
+    # the fake is gone now: Ollama refuses connections
+    events = await send(studio, content="Anyone there?", model=LLAMA)
+    (error,) = named(events, "error")
+    assert "127.0.0.1" in error["message"] and error["attempts"]
+    cid = named(events, "conversation")[0]["conversation"]["id"]
+    user, answer = (await branch(studio, cid))["messages"]
+    assert user["text"] == "Anyone there?" and answer["status"] == "error" and answer["error"]
+
+
+async def test_events_carry_usage_and_the_answer_starts_pending(
+    live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    events = await send(studio, content="Hi", model=LLAMA)
+    assert named(events, "assistant_message")[0]["message"]["status"] == "pending"
+    assert named(events, "user_message")[0]["message"]["status"] == "complete"
+    assert named(events, "done")[0]["usage"] == {"inputTokens": 5, "outputTokens": 7}
+    ids = {d["messageId"] for e, d in events if "messageId" in d}
+    assert ids == {named(events, "assistant_message")[0]["message"]["id"]}
+
+
+async def test_without_a_model_the_conversation_uses_the_default_and_patch_changes_the_selection(
+    live: OpenLive, ollama: FakeOllamaServer, lmstudio: FakeOpenAIServer
+) -> None:
+    config = StudioConfig(default_model=GEMMA, chat=ChatConfig(titles="first_message"))
+    studio = await live(engines(ollama, lmstudio), config=config)
+    client = studio.client
+    events = await send(studio, content="Hi")
+    conversation = named(events, "conversation")[0]["conversation"]
+    assert conversation["model"] is None and named(events, "done")[0]["model"] == GEMMA
+    cid = conversation["id"]
+    profile = (await client.post(f"{UI}/prompt-profiles", json={"name": "Terse"})).json()["profile"]
+    r = await client.patch(
+        f"{UI}/conversations/{cid}", json={"model": "llama3.2:latest", "prompt_profile_id": profile["id"]}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["conversation"]["model"] == LLAMA  # stored as the canonical id
+    assert r.json()["conversation"]["promptProfileId"] == profile["id"]
+    events = await send(studio, conversation_id=cid, content="Again")
+    assert named(events, "done")[0]["model"] == LLAMA
+    r = await client.patch(f"{UI}/conversations/{cid}", json={"model": "nobody/knows"})
+    assert r.status_code == 400 and LLAMA in r.text
+    r = await client.patch(f"{UI}/conversations/{cid}", json={"model": None, "prompt_profile_id": None})
+    assert r.json()["conversation"]["model"] is None and r.json()["conversation"]["promptProfileId"] is None
+
+
+async def test_streaming_writes_are_bounded_in_rate(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    from sqlalchemy import event
+
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    updates: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
+            updates.append(statement)
+
+    engine = studio.studio.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        ollama.script(Reply(chunks=[f"t{i} " for i in range(300)]))  # as fast as the fake can send
+        events = await send(studio, content="Go", model=LLAMA)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(named(events, "delta")) == 300
+    # first token + at most one per 0.25 s + the final write: far fewer than one per token
+    assert 2 <= len(updates) <= 10, len(updates)
+
+
+async def test_images_in_a_message_reach_the_model(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    content = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image", "media_type": "image/png", "data": pixel},
+    ]
+    events = await send(studio, content=content, model=LLAMA)
+    stored = named(events, "user_message")[0]["message"]["parts"]
+    assert [p["type"] for p in stored] == ["text", "image"]
+    sent = upstream_messages(ollama, "/api/chat")[-1]
+    assert sent["content"] == "What is this?" and sent["images"] == [pixel]
+
+
+async def test_the_agents_other_tools_and_its_step_bound(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    config = StudioConfig(chat=ChatConfig(titles="first_message", agent_max_steps=3))
+    studio = await live(engines(ollama, None), config=config)
+    await studio.client.post(f"{UI}/memories", json={"content": "Prefers metric units."})
+    ollama.script(Reply(text="Volcanoes erupt when pressure builds."))
+    await send(studio, content="Why do volcanoes erupt?", model=LLAMA)
+
+    def call(name: str, **arguments: object) -> Reply:
+        return Reply(text="", tool_calls=[{"id": f"c-{name}", "name": name, "arguments": arguments}])
+
+    ollama.script(
+        call("current_datetime", timezone="Europe/Paris"),
+        call("search_conversations", query="volcano"),
+        Reply(text="Done."),
+    )
+    events = await send(
+        studio,
+        content="What time is it, and what did we say about volcanoes?",
+        model=LLAMA,
+        routing_profile="agent",
+    )
+    results = {r["name"]: r for r in named(events, "tool_result")}
+    assert "Europe/Paris" in results["current_datetime"]["content"]
+    assert "Why do volcanoes erupt?" in results["search_conversations"]["content"]
+    assert named(events, "done")[0]["status"] == "complete"
+
+    # a model that keeps calling tools is stopped after agent_max_steps rounds; its work is kept
+    ollama.script(
+        call("read_memories"), call("calculator", expression="1/0"), call("calculator", expression="2")
+    )
+    cid = named(events, "conversation")[0]["conversation"]["id"]
+    events = await send(studio, conversation_id=cid, content="Loop forever")
+    results = named(events, "tool_result")
+    assert "metric units" in results[0]["content"]
+    assert results[1]["isError"] is True and "division by zero" in results[1]["content"]
+    (error,) = named(events, "error")
+    assert "3 steps" in error["message"]
+    tools_offered = [bool(r.json().get("tools")) for r in ollama.requests_to("/api/chat")[-3:]]
+    assert tools_offered == [True, True, False]  # the last round is asked for an answer, not tools

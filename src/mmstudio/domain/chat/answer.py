@@ -98,6 +98,7 @@ class AnswerRun:
         self.status = "pending"
         self.error: str | None = None
         self.attempts: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
         self.usage = Usage()
         self.model: str | None = None
         self.provider: str | None = None
@@ -243,7 +244,10 @@ class AnswerRun:
         self.model = info.model_used
         self.provider = info.resolved.entry.provider_id
         self.model_name = info.resolved.display_name
-        self.fallback = self.fallback or info.fallback
+        # From the user's side any model but the one they chose is a fallback, also when the chosen
+        # one was skipped before it was tried (no key, offline) and the router's plan began elsewhere.
+        chose_another = self.plan.model is not None and self.model != self.plan.model
+        self.fallback = self.fallback or info.fallback or chose_another
         self.gen.emit(
             "model",
             {
@@ -257,6 +261,9 @@ class AnswerRun:
 
     def _absorb(self, info: RouteInfo) -> None:
         self.attempts.extend(a.as_dict() for a in info.attempts)
+        for model, reason in info.skipped:  # why a model of the plan was not tried (no key, offline…)
+            if not any(s["model"] == model for s in self.skipped):
+                self.skipped.append({"model": model, "reason": reason})
         if info.usage is not None:
             self.usage = Usage(
                 self.usage.input_tokens + info.usage.input_tokens,
@@ -319,6 +326,7 @@ class AnswerRun:
             "tokensPerSecond": self.tokens_per_second(),
             "usage": {"inputTokens": self.usage.input_tokens, "outputTokens": self.usage.output_tokens},
             "attempts": self.attempts,
+            "skipped": self.skipped,
         }
 
 
