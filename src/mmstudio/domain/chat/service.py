@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmstudio.config import ChatConfig
@@ -354,7 +354,12 @@ class ChatService:
         )
         self._running[assistant.id] = generation
         generation.task = asyncio.create_task(self._produce(run), name=f"answer-{assistant.id}")
-        conversation = await self.store.get_conversation(conversation.id)
+        # What adding the answer changed, without reading the row back.
+        conversation = replace(
+            conversation,
+            current_leaf_id=assistant.id,
+            updated_at=max(conversation.updated_at, assistant.created_at),
+        )
         return Started(conversation, user if user_is_new else None, assistant, generation, created)
 
     async def _produce(self, run: AnswerRun) -> None:
