@@ -41,7 +41,7 @@ from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.keys_repo import KeyRepository
 from mmstudio.storage.knowledge_repo import KnowledgeRepository
 from mmstudio.storage.metrics_repo import MetricsRepository
-from mmstudio.storage.repositories import EndpointRepository, UsageRepository
+from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
 from mmstudio.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Studio:
             usage_store=UsageRepository(sessions),
             adapter_factory=factory,
             environ=env,
+            preference_store=PreferenceRepository(sessions),
         )
         studio = cls(settings, engine, client, registry)
         try:

@@ -50,7 +50,7 @@ async def test_healthz_and_front_door(client: httpx.AsyncClient) -> None:
     health = (await client.get("/healthz")).json()
     assert health["status"] == "ok" and health["ready"] is True
     root = await client.get("/")
-    assert root.status_code == 307 and root.headers["location"] == "/docs"
+    assert root.status_code == 307 and root.headers["location"] == "/chat"  # a model is ready
     assert "/api/models/endpoints" in (await client.get("/openapi.json")).json()["paths"]
 
 
@@ -165,3 +165,36 @@ async def test_detect_reports_each_engine(client: httpx.AsyncClient) -> None:
     results = {r["provider"]: r for r in (await client.post("/api/models/detect")).json()["results"]}
     assert results["ollama"]["ok"] and "llama3.2:latest" in results["ollama"]["models"]
     assert results["lmstudio"]["ok"] is False and SECRET not in (results["lmstudio"]["error"] or "")
+
+
+async def test_the_active_model_is_chosen_persisted_and_answers_requests_without_a_model(
+    data_dir: Path, ollama: FakeOllamaServer, lmstudio: FakeOpenAIServer
+) -> None:
+    env = {"MMSTUDIO_DATA_DIR": str(data_dir), **local_env(ollama, lmstudio)}
+    async with app_client(create_app(Settings.from_env(env), environ=env)) as client:
+        await client.post("/api/models/detect")
+        before = (await client.get("/api/models/active")).json()
+        assert before["source"] == "auto" and before["model"]["kind"] == "local"
+        automatic = before["model"]["id"]
+        other = next(m for m in ("ollama/gemma3:4b", "ollama/llama3.2:latest") if m != automatic)
+        chosen = await client.put("/api/models/active", json={"model": other})
+        assert chosen.status_code == 200, chosen.text
+        assert chosen.json()["source"] == "active"
+        assert chosen.json()["model"]["id"] == other
+        assert chosen.json()["model"]["health"]["status"] in ("healthy", "checking")
+        assert (await client.get("/api/models")).json()["default_model"] == other
+        unknown = await client.put("/api/models/active", json={"model": "nope/nothing"})
+        assert unknown.status_code in (400, 404) and "nope/nothing" in unknown.text
+        image = await client.put("/api/models/active", json={"model": "openai/gpt-image-1"})
+        assert image.status_code in (400, 404)
+        empty = await client.put("/api/models/active", json={"model": ""})
+        assert empty.status_code in (400, 422)
+    # A restart keeps the choice, and a request naming no model goes to it.
+    async with app_client(create_app(Settings.from_env(env), environ=env)) as client:
+        await client.post("/api/models/detect")
+        assert (await client.get("/api/models/active")).json()["model"]["id"] == other
+        answer = await client.post("/api/chat", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["modelUsed"] == other
+        cleared = (await client.delete("/api/models/active")).json()
+        assert cleared["source"] == "auto" and cleared["model"]["id"] == automatic

@@ -112,7 +112,10 @@ class Planner:
         return Plan(model, tuple(candidates), tuple(skipped))
 
     def default_model(self) -> str | None:
-        """The configured default model's id, else the first model of the automatic chain."""
+        """The active model, else the configured default model, else the first of the automatic chain."""
+        active = self.registry.active_model
+        if active is not None:
+            return active
         if self.config.default_model:
             try:
                 return self.registry.resolve(self.config.default_model).entry.id
@@ -126,6 +129,9 @@ class Planner:
     def _selected(self, model: str | None) -> Resolved | None:
         if model is not None and model.strip():
             return self.registry.resolve(model)
+        active = self.registry.active_model
+        if active is not None:
+            return self.registry.resolve(active)
         if self.config.default_model:
             try:
                 return self.registry.resolve(self.config.default_model)

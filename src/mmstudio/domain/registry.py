@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from mmstudio.config import StudioConfig
 from mmstudio.domain.catalog import cloud_catalog, legacy_alias
@@ -52,6 +52,18 @@ class EndpointStore(Protocol):
     ) -> RegisteredEndpoint: ...
 
     async def delete(self, endpoint_id: str) -> bool: ...
+
+
+class PreferenceStore(Protocol):
+    async def all(self) -> dict[str, Any]: ...
+
+    async def set(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+ACTIVE_MODEL = "active_model"
+ACTIVE_MODALITIES = ("chat", "code")
 
 
 class UsageStore(Protocol):
@@ -101,6 +113,7 @@ class ModelRegistry:
         usage_store: UsageStore,
         adapter_factory: AdapterFactory,
         environ: Mapping[str, str] | None = None,
+        preference_store: PreferenceStore | None = None,
     ) -> None:
         self.config = config
         self._cloud = cloud
@@ -108,6 +121,8 @@ class ModelRegistry:
         self._lmstudio_url = lmstudio_url
         self._endpoint_store = endpoint_store
         self._usage_store = usage_store
+        self._preference_store = preference_store
+        self._active: str | None = None
         self._adapter_factory = adapter_factory
         self._environ = dict(environ or {})
         self._registered: list[RegisteredEndpoint] = []
@@ -131,7 +146,43 @@ class ModelRegistry:
         """Read registered endpoints and usage from storage and build the model list (no network)."""
         self._registered = await self._endpoint_store.list_all()
         self._usage = await self._usage_store.all()
+        if self._preference_store is not None:
+            active = (await self._preference_store.all()).get(ACTIVE_MODEL)
+            self._active = active if isinstance(active, str) else None
         self._rebuild()
+
+    # -- the active model ------------------------------------------------------------------
+
+    @property
+    def active_model(self) -> str | None:
+        """The model the user made active (UI header, `mmstudio models use`), if it is still there.
+
+        Requests that name no model go to it; it wins over the configured `default_model`.
+        """
+        if self._active is None:
+            return None
+        try:
+            return self.resolve(self._active).entry.id
+        except ModelNotFound:
+            return None  # its endpoint was removed or the model is gone: fall back to the default
+
+    async def set_active_model(self, ref: str) -> Resolved:
+        """Make `ref` the active model; it must be a chat or code model. Persisted across restarts."""
+        resolved = self.resolve(ref)
+        if resolved.entry.modality not in ACTIVE_MODALITIES:
+            raise InvalidRequest(
+                f"{resolved.entry.id} is a {resolved.entry.modality} model; the active model must be "
+                f"one of: {', '.join(ACTIVE_MODALITIES)}"
+            )
+        if self._preference_store is not None:
+            await self._preference_store.set(ACTIVE_MODEL, resolved.entry.id)
+        self._active = resolved.entry.id
+        return resolved
+
+    async def clear_active_model(self) -> None:
+        if self._preference_store is not None:
+            await self._preference_store.delete(ACTIVE_MODEL)
+        self._active = None
 
     def _rebuild(self) -> None:
         endpoints = build_endpoints(

@@ -17,7 +17,7 @@ from mmstudio.domain.types import ModelUsage, Platform, RegisteredEndpoint, Regi
 from mmstudio.errors import InvalidRequest
 from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.secrets import SecretBox
-from mmstudio.storage.tables import EndpointRow, ModelUsageRow, RegisteredModelRow
+from mmstudio.storage.tables import EndpointRow, ModelUsageRow, PreferenceRow, RegisteredModelRow
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -170,3 +170,32 @@ class UsageRepository:
         return {
             r.model_id: ModelUsage(sessions=r.sessions, last_used_at=_aware(r.last_used_at)) for r in rows
         }
+
+
+class PreferenceRepository:
+    """Studio-wide preferences (the active model, ...): one JSON value per key."""
+
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self._sessions = sessions
+
+    async def all(self) -> dict[str, Any]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(PreferenceRow))).all()
+        return {r.key: r.value for r in rows}
+
+    async def set(self, key: str, value: Any) -> None:
+        """Upsert, so two writers never collide."""
+        now = utc_now()
+        async with self._sessions() as session, session.begin():
+            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            await session.execute(
+                insert(PreferenceRow)
+                .values(key=key, value=value, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=[PreferenceRow.key], set_={"value": value, "updated_at": now}
+                )
+            )
+
+    async def delete(self, key: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(PreferenceRow).where(PreferenceRow.key == key))

@@ -71,6 +71,16 @@ class ModelUsageRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class PreferenceRow(Base):
+    """A studio-wide setting the user chose in the UI or CLI (e.g. the active model): JSON by key."""
+
+    __tablename__ = "preferences"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class GatewayKeyRow(Base):
     """A key clients present to /v1 and /api. Only a SHA-256 hash of the key is stored."""
 

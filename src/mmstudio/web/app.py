@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from mmstudio import __version__
 from mmstudio.settings import Settings
@@ -32,6 +31,7 @@ from mmstudio.web import (
 )
 from mmstudio.web.auth import GatewayAuth
 from mmstudio.web.body_limit import BodySizeLimit
+from mmstudio.web.ui import pages
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
             "error": state.startup_error,
         }
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        # Until the studio's pages exist, the front door is the interactive API reference.
-        return RedirectResponse("/docs")
-
     app.include_router(models_api.router)
     app.include_router(metrics_api.router)
     app.include_router(keys_api.router)
@@ -95,6 +90,7 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(chat_ui_api.router)
     app.include_router(knowledge_api.router)
     app.include_router(compare_api.router)
+    pages.install(app)
     app.add_middleware(GatewayAuth)
     # Outermost: an oversized body is refused before anything else reads it.
     app.add_middleware(

@@ -368,7 +368,7 @@ async def models(studio: StudioDep) -> dict[str, Any]:
     """Chat-capable models, local first, with health and what they can do."""
     views = [v for v in studio.registry.views() if v.entry.modality in ("chat", "code")]
     views.sort(key=lambda v: (v.entry.kind != "local", v.entry.provider_id, v.entry.display_name.lower()))
-    default = studio.settings.config.default_model
+    default = studio.router.planner.default_model()
     return {
         "default": default,
         "models": [

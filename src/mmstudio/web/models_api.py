@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from mmstudio.domain.registry import ModelRequest
 from mmstudio.errors import EndpointTestFailed
@@ -44,8 +45,55 @@ async def list_models(
     ]
     views.sort(key=lambda v: (v.entry.kind != "local", not v.available, v.entry.provider_id, v.entry.id))
     return ModelList(
-        models=[ModelPublic.of(v) for v in views], default_model=studio.settings.config.default_model
+        models=[ModelPublic.of(v) for v in views], default_model=studio.router.planner.default_model()
     )
+
+
+class ActiveModelIn(BaseModel):
+    model: str = Field(
+        min_length=1, max_length=400, description="`provider/model`, a registered name or alias"
+    )
+
+
+class ActiveModelPublic(BaseModel):
+    model: ModelPublic | None = Field(description="the model requests without a model go to; null: none")
+    source: Literal["active", "config", "auto", "none"] = Field(
+        description="active: chosen in the UI/CLI; config: `default_model`; auto: first of the fallback chain"
+    )
+
+
+def _active(studio: Any) -> ActiveModelPublic:
+    registry = studio.registry
+    if registry.active_model is not None:
+        model_id, source = registry.active_model, "active"
+    else:
+        model_id = studio.router.planner.default_model()
+        source = "config" if model_id and studio.settings.config.default_model else "auto"
+    if model_id is None:
+        return ActiveModelPublic(model=None, source="none")
+    return ActiveModelPublic(
+        model=ModelPublic.of(registry.view(registry.resolve(model_id).entry)), source=source
+    )
+
+
+@router.get("/active", response_model=ActiveModelPublic)
+async def get_active(studio: StudioDep) -> ActiveModelPublic:
+    """The active model (what the studio header shows), with its health and where the choice came from."""
+    return _active(studio)
+
+
+@router.put("/active", response_model=ActiveModelPublic)
+async def set_active(body: ActiveModelIn, studio: StudioDep) -> ActiveModelPublic:
+    """Make a chat or code model active: requests that name no model go to it. Persisted."""
+    await studio.registry.set_active_model(body.model)
+    return _active(studio)
+
+
+@router.delete("/active", response_model=ActiveModelPublic)
+async def clear_active(studio: StudioDep) -> ActiveModelPublic:
+    """Forget the choice: the configured default model (or the automatic chain) applies again."""
+    await studio.registry.clear_active_model()
+    return _active(studio)
 
 
 @router.get("/health", response_model=HealthList)

@@ -318,8 +318,9 @@ class ChatService:
         self, conversation: Conversation, model: str | None
     ) -> tuple[str | None, PromptProfile | None]:
         ref = self._check_model(model, conversation.routing_profile) if model else conversation.model
-        if ref is None and conversation.routing_profile == "agent" and self.router.config.default_model:
-            self._check_model(self.router.config.default_model, "agent")
+        default = self.registry.active_model or self.router.config.default_model
+        if ref is None and conversation.routing_profile == "agent" and default:
+            self._check_model(default, "agent")
         profile = (
             await self.store.get_prompt_profile(conversation.prompt_profile_id)
             if conversation.prompt_profile_id

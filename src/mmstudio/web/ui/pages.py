@@ -1,0 +1,63 @@
+"""The studio's pages: shells rendered from templates, plus the static files they load.
+
+A page holds no private data: what it shows is fetched from /api by HTMX or the page's script.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from mmstudio.web.deps import StudioDep
+from mmstudio.web.ui.header import chat_views
+from mmstudio.web.ui.markdown import pygments_css
+from mmstudio.web.ui.templating import STATIC, render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def front_door(studio: StudioDep) -> RedirectResponse:
+    """Chat when a model is ready, else onboarding."""
+    ready = any(v.available for v in chat_views(studio))
+    return RedirectResponse("/chat" if ready else "/onboarding", status_code=307)
+
+
+@router.get("/chat", response_class=HTMLResponse)
+async def chat(request: Request) -> HTMLResponse:
+    return render(request, "chat.html", page="chat", title="Chat", conversation_id=None)
+
+
+@router.get("/chat/c/{conversation_id}", response_class=HTMLResponse)
+async def chat_conversation(request: Request, conversation_id: str) -> HTMLResponse:
+    return render(request, "chat.html", page="chat", title="Chat", conversation_id=conversation_id)
+
+
+@router.get("/onboarding", response_class=HTMLResponse)
+async def onboarding(request: Request) -> HTMLResponse:
+    return render(request, "onboarding.html", page="onboarding", title="Add a model")
+
+
+@router.get("/models", response_class=HTMLResponse)
+async def models(request: Request) -> HTMLResponse:
+    return render(request, "models.html", page="models", title="Models")
+
+
+@router.get("/metrics-dashboard", response_class=HTMLResponse)
+async def metrics(request: Request) -> HTMLResponse:
+    return render(request, "metrics.html", page="metrics", title="Metrics")
+
+
+@router.get("/static/pygments.css")
+async def code_colours() -> Response:
+    return Response(pygments_css(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, their fragments and the static files on `app`."""
+    from mmstudio.web.ui import header
+
+    app.include_router(router)
+    app.include_router(header.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
