@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -45,6 +45,12 @@ CLOSE_TIMEOUT_SECONDS = 30.0
 MAX_BUCKETS = 5000
 NO_LABEL = "none"  # the Prometheus label value for a request that reached no model or provider
 
+# Which model a request counts for in a summary: the one that answered (a request no model answered
+# counts for None), or the one the caller asked for (None: the caller named none, so the default).
+# "requested" is what attributes a failure, or a fallback away from a model, to that model.
+GroupBy = Literal["used", "requested"]
+GROUP_BY: tuple[str, ...] = get_args(GroupBy)
+
 # LLM requests take from milliseconds (cached, local) to minutes (long generations).
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -59,7 +65,8 @@ class MetricsStats:
 
     Latency percentiles cover successful requests only (a rejected request's ~0 ms or a failed one's
     timeout would say nothing about how fast the model answers). TTFT and tokens/s are means over the
-    requests that reported them; cost sums the requests that had a price.
+    requests that reported them; cost sums the requests that had a price, `priced_requests` of them
+    (0: no price is known, so the cost is unknown rather than free).
     """
 
     requests: int = 0
@@ -75,6 +82,7 @@ class MetricsStats:
     output_tokens: int = 0
     tokens_per_second_mean: float | None = None
     cost_usd: float = 0.0
+    priced_requests: int = 0
 
 
 STAT_FIELDS = tuple(f.name for f in fields(MetricsStats))
@@ -82,8 +90,9 @@ STAT_FIELDS = tuple(f.name for f in fields(MetricsStats))
 
 @dataclass(frozen=True, slots=True)
 class MetricsAggregate:
-    """Statistics of one time window at four levels. A model of `None` means the request reached no
-    model (rejected or failed before routing); bucket keys are bucket start times (UTC)."""
+    """Statistics of one time window at four levels. Models are the ones requests count for (see
+    `GroupBy`); `None` means the request reached no model (rejected, or every candidate failed) or,
+    grouped by the model requested, that it named none. Bucket keys are bucket start times (UTC)."""
 
     total: MetricsStats = MetricsStats()
     by_model: Mapping[str | None, MetricsStats] = field(default_factory=dict)
@@ -114,6 +123,7 @@ class StatsAccumulator:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    priced_requests: int = 0
     ttft_sum: float = 0.0
     ttft_count: int = 0
     tps_sum: float = 0.0
@@ -147,6 +157,7 @@ class StatsAccumulator:
         self.output_tokens += output_tokens
         if cost_usd is not None:
             self.cost_usd += cost_usd
+            self.priced_requests += 1
         if ttft_ms is not None:
             self.ttft_sum += ttft_ms
             self.ttft_count += 1
@@ -175,6 +186,7 @@ class StatsAccumulator:
             output_tokens=self.output_tokens,
             tokens_per_second_mean=self.tps_sum / self.tps_count if self.tps_count else None,
             cost_usd=self.cost_usd,
+            priced_requests=self.priced_requests,
         )
 
     @staticmethod
@@ -207,7 +219,13 @@ class MetricsStore(Protocol):
     async def delete_older_than(self, cutoff: datetime) -> int: ...
 
     async def aggregate(
-        self, *, since: datetime, until: datetime, bucket_seconds: int, model: str | None
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        bucket_seconds: int,
+        model: str | None,
+        by: GroupBy = "used",
     ) -> MetricsAggregate: ...
 
 
@@ -437,9 +455,18 @@ class MetricsRecorder:
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
 
     async def summary(
-        self, *, since: datetime, until: datetime, bucket_seconds: int, model: str | None = None
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        bucket_seconds: int,
+        model: str | None = None,
+        by: GroupBy = "used",
     ) -> dict[str, Any]:
         """Statistics of `[since, until)` in total, per model and per time bucket, as columns for charts.
+
+        `by` says which model a request counts for (and which one `model` filters on): the one that
+        answered or the one asked for (see `GroupBy`).
 
         Buckets start at multiples of `bucket_seconds` since the Unix epoch (UTC), so hourly buckets
         start on the hour and daily ones at midnight UTC. Each `series` has one value per entry of
@@ -451,6 +478,8 @@ class MetricsRecorder:
             raise InvalidRequest("bucket must be positive", field="bucket")
         if since >= until:
             raise InvalidRequest("since must be before until", field="since")
+        if by not in GROUP_BY:
+            raise InvalidRequest(f"by must be one of {', '.join(GROUP_BY)}; got {by!r}", field="by")
         first = math.floor(since.timestamp() / bucket_seconds)
         last = math.ceil(until.timestamp() / bucket_seconds)
         if last - first > MAX_BUCKETS:
@@ -466,7 +495,7 @@ class MetricsRecorder:
             except Exception:  # the history already written can still be shown
                 log.warning("writing buffered request metrics before a summary failed", exc_info=True)
             data = await self.store.aggregate(
-                since=since, until=until, bucket_seconds=bucket_seconds, model=model
+                since=since, until=until, bucket_seconds=bucket_seconds, model=model, by=by
             )
         else:
             data = MetricsAggregate()
@@ -477,6 +506,7 @@ class MetricsRecorder:
             "until": until,
             "bucket_seconds": bucket_seconds,
             "model": model,
+            "by": by,
             "buckets": buckets,
             "totals": _public(data.total),
             "series": _series([data.by_bucket.get(b) for b in buckets]),

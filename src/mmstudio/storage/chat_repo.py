@@ -550,6 +550,26 @@ class ChatRepository:
             raise NotFound(f"message {message_id} not found")
         return str(leaf)
 
+    async def sibling_ids(self, message_id: str) -> list[str]:
+        """The ids of `message_id` and its siblings (same parent), oldest first."""
+        s = M.alias("s")
+        target = select(M.c.conversation_id, M.c.parent_id).where(M.c.id == message_id).subquery()
+        same_parent = or_(
+            s.c.parent_id == target.c.parent_id,
+            and_(s.c.parent_id.is_(None), target.c.parent_id.is_(None)),
+        )
+        statement = (
+            select(s.c.id)
+            .select_from(s.join(target, s.c.conversation_id == target.c.conversation_id))
+            .where(same_parent)
+            .order_by(s.c.created_at, s.c.seq)
+        )
+        async with self._sessions() as session:
+            ids = list((await session.scalars(statement)).all())
+        if not ids:
+            raise NotFound(f"message {message_id} not found")
+        return ids
+
     async def interrupt_unfinished(self, reason: str) -> int:
         statement = (
             update(M)

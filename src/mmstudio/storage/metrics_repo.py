@@ -10,6 +10,9 @@ How the aggregation is computed, and why two ways:
   Python by `StatsAccumulator`, whose percentile is the same linear interpolation as PostgreSQL's
   `percentile_cont`. Both paths apply the same definitions (see `MetricsStats`) and the same tests run
   against both.
+
+Either way a request counts for the model that answered it or, with `by="requested"`, for the one the
+caller asked for (see `GroupBy`): only the grouping column changes.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ from sqlalchemy import BigInteger, ColumnElement, case, cast, delete, extract, f
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
-from mmstudio.domain.metrics import MetricsAggregate, MetricsStats, StatsAccumulator
+from mmstudio.domain.metrics import GroupBy, MetricsAggregate, MetricsStats, StatsAccumulator
 from mmstudio.domain.types import RequestRecord
 from mmstudio.storage._time import utc
 from mmstudio.storage.tables import RequestMetricRow
 
 T = RequestMetricRow
+Grouping = InstrumentedAttribute[str | None]  # the column a request's model is read from
 TABLE = RequestMetricRow.metadata.tables[RequestMetricRow.__tablename__]
 STREAM_ROWS = 5000
 
@@ -118,16 +123,24 @@ class MetricsRepository:
             return int((await session.execute(select(func.count()).select_from(T))).scalar_one())
 
     async def aggregate(
-        self, *, since: datetime, until: datetime, bucket_seconds: int, model: str | None
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        bucket_seconds: int,
+        model: str | None,
+        by: GroupBy = "used",
     ) -> MetricsAggregate:
-        """Statistics of requests created in `[since, until)`, optionally of one model used."""
+        """Statistics of requests created in `[since, until)` per model used (or requested: `by`),
+        optionally of one such model."""
+        group = T.model_requested if by == "requested" else T.model_used
         window: list[ColumnElement[bool]] = [T.created_at >= utc(since), T.created_at < utc(until)]
         if model is not None:
-            window.append(T.model_used == model)
+            window.append(group == model)
         async with self._sessions() as session:
             if _dialect(session) == "postgresql":
-                return await _aggregate_in_database(session, window, bucket_seconds)
-            return await _aggregate_in_python(session, window, bucket_seconds)
+                return await _aggregate_in_database(session, window, bucket_seconds, group)
+            return await _aggregate_in_python(session, window, bucket_seconds, group)
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -135,12 +148,12 @@ def _dialect(session: AsyncSession) -> str:
 
 
 async def _aggregate_in_python(
-    session: AsyncSession, window: list[ColumnElement[bool]], bucket_seconds: int
+    session: AsyncSession, window: list[ColumnElement[bool]], bucket_seconds: int, group: Grouping
 ) -> MetricsAggregate:
     statement = (
         select(
             T.created_at,
-            T.model_used,
+            group,
             T.outcome,
             T.fallback,
             T.latency_ms,
@@ -179,12 +192,12 @@ async def _aggregate_in_python(
 
 
 async def _aggregate_in_database(
-    session: AsyncSession, window: list[ColumnElement[bool]], bucket_seconds: int
+    session: AsyncSession, window: list[ColumnElement[bool]], bucket_seconds: int, group: Grouping
 ) -> MetricsAggregate:
     # The bucket is computed in a subquery so the grouping refers to a plain column.
     inner = (
         select(
-            T.model_used.label("model"),
+            group.label("model"),
             cast(func.floor(extract("epoch", T.created_at) / bucket_seconds), BigInteger).label("bucket"),
             T.outcome,
             T.fallback,
@@ -221,6 +234,7 @@ async def _aggregate_in_database(
         func.sum(c.output_tokens),
         func.avg(c.tokens_per_second),
         func.sum(c.cost_usd),
+        func.count(c.cost_usd),
     ).group_by(func.grouping_sets(tuple_(c.model, c.bucket), tuple_(c.model), tuple_(c.bucket), tuple_()))
     total = MetricsStats()
     by_model: dict[str | None, MetricsStats] = {}
@@ -258,6 +272,7 @@ def _stats(values: Sequence[Any]) -> MetricsStats:
         tokens_out,
         tps,
         cost,
+        priced,
     ) = values
 
     def number(value: Any) -> float | None:
@@ -277,4 +292,5 @@ def _stats(values: Sequence[Any]) -> MetricsStats:
         output_tokens=int(tokens_out or 0),
         tokens_per_second_mean=number(tps),
         cost_usd=float(cost or 0.0),
+        priced_requests=int(priced or 0),
     )

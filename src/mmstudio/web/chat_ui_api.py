@@ -78,6 +78,9 @@ class ConversationPatch(_In):
 
 class NavigateIn(_In):
     message_id: str
+    step: int = Field(
+        default=0, ge=-1000, le=1000, description="go to the sibling this many places away (-1: previous)"
+    )
 
 
 class PromptProfileIn(_In):
@@ -309,7 +312,12 @@ async def delete_conversation(conversation_id: str, studio: StudioDep) -> Respon
 @router.post("/conversations/{conversation_id}/navigate")
 async def navigate(conversation_id: str, body: NavigateIn, studio: StudioDep) -> dict[str, Any]:
     """Make the branch through `message_id` the active one (down to its newest answer)."""
-    messages = await studio.conversations.navigate(conversation_id, body.message_id)
+    chat = studio.conversations
+    messages = await (
+        chat.navigate_sibling(conversation_id, body.message_id, body.step)
+        if body.step
+        else chat.navigate(conversation_id, body.message_id)
+    )
     conversation = await studio.conversations.store.get_conversation(conversation_id)
     return {"conversation": conversation_json(conversation), "messages": [message_out(m) for m in messages]}
 

@@ -153,6 +153,18 @@ class ChatService:
         await self.store.set_current_leaf(conversation_id, leaf)
         return await self.store.active_branch(conversation_id)
 
+    async def navigate_sibling(self, conversation_id: str, message_id: str, step: int) -> list[Message]:
+        """Make current the branch through the sibling `step` places from `message_id`.
+
+        The page's version arrows; steps past either end stop at the first or last sibling."""
+        message = await self.store.get_message(message_id)
+        if message.conversation_id != conversation_id:
+            raise InvalidRequest(f"message {message_id} belongs to another conversation", field="message_id")
+        siblings = await self.store.sibling_ids(message_id)
+        index = siblings.index(message_id) + step
+        target = siblings[max(0, min(len(siblings) - 1, index))]
+        return await self.navigate(conversation_id, target)
+
     # -- sending ---------------------------------------------------------------------------------
 
     async def send(
@@ -318,9 +330,12 @@ class ChatService:
         self, conversation: Conversation, model: str | None
     ) -> tuple[str | None, PromptProfile | None]:
         ref = self._check_model(model, conversation.routing_profile) if model else conversation.model
-        default = self.registry.active_model or self.router.config.default_model
-        if ref is None and conversation.routing_profile == "agent" and default:
-            self._check_model(default, "agent")
+        chosen = self.registry.active_model or self.router.config.default_model
+        if ref is None and chosen:
+            # The active (or configured default) model is what the user chose by choosing nothing:
+            # recorded as the requested model, so an answer from another model shows as a fallback.
+            # (With neither, the router's automatic chain picks, tools capability included.)
+            ref = self._check_model(chosen, conversation.routing_profile)
         profile = (
             await self.store.get_prompt_profile(conversation.prompt_profile_id)
             if conversation.prompt_profile_id

@@ -88,6 +88,10 @@ class ChatStore(Protocol):
         """The leaf reached from `message_id` by always taking the newest child (itself if none)."""
         ...
 
+    async def sibling_ids(self, message_id: str) -> list[str]:
+        """`message_id` and its siblings (same parent), oldest first. NotFound when unknown."""
+        ...
+
     async def interrupt_unfinished(self, reason: str) -> int:
         """Mark every `pending`/`streaming` message `interrupted` with `reason` as its error (their
         partial text stays); returns how many. Run at start-up, after a crash."""

@@ -44,6 +44,7 @@ async def models(request: Request) -> HTMLResponse:
     return render(request, "models.html", page="models", title="Models")
 
 
+
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
 async def metrics(request: Request) -> HTMLResponse:
     return render(request, "metrics.html", page="metrics", title="Metrics")
@@ -56,8 +57,9 @@ async def code_colours() -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their fragments and the static files on `app`."""
-    from mmstudio.web.ui import header
+    from mmstudio.web.ui import chat_views, header
 
     app.include_router(router)
     app.include_router(header.router)
+    app.include_router(chat_views.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

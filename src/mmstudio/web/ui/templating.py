@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from mmstudio import __version__
+from mmstudio.web.ui.explain import explain, headline
 from mmstudio.web.ui.markdown import render_markdown
 
 HERE = Path(__file__).parent
@@ -44,6 +45,8 @@ def templates() -> Jinja2Templates:
     env.env.filters["markdown"] = render_markdown
     env.env.filters["ago"] = ago
     env.env.filters["ms"] = ms
+    env.env.filters["explain"] = explain
+    env.env.filters["headline"] = headline
     env.env.globals["version"] = __version__
     env.env.trim_blocks = True
     env.env.lstrip_blocks = True
