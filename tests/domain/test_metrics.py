@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from mmstudio.config import MetricsConfig
-from mmstudio.domain.metrics import MetricsAggregate, MetricsRecorder, percentile
+from mmstudio.domain.metrics import GroupBy, MetricsAggregate, MetricsRecorder, percentile
 from mmstudio.domain.types import RequestRecord
 from mmstudio.errors import InvalidRequest
 from mmstudio.storage.db import create_engine, migrate, session_factory
@@ -77,9 +77,17 @@ class WatchedStore:
         return await self.repo.delete_older_than(cutoff)
 
     async def aggregate(
-        self, *, since: datetime, until: datetime, bucket_seconds: int, model: str | None
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        bucket_seconds: int,
+        model: str | None,
+        by: GroupBy = "used",
     ) -> MetricsAggregate:
-        return await self.repo.aggregate(since=since, until=until, bucket_seconds=bucket_seconds, model=model)
+        return await self.repo.aggregate(
+            since=since, until=until, bucket_seconds=bucket_seconds, model=model, by=by
+        )
 
 
 def config(**values: Any) -> MetricsConfig:
@@ -299,6 +307,23 @@ async def test_summary_includes_buffered_records_and_fills_every_bucket(repo: Me
     only = await recorder.summary(since=SINCE, until=UNTIL, bucket_seconds=900, model=GPT)
     assert [m["model"] for m in only["models"]] == [GPT] and only["totals"]["requests"] == 10
     assert len(only["buckets"]) == 8 and only["series"]["requests"][:2] == [5, 5]
+    await recorder.close()
+
+
+async def test_summary_by_model_requested(repo: MetricsRepository) -> None:
+    recorder = MetricsRecorder(WatchedStore(repo), config(), clock=clock)
+    for r in known_records():
+        recorder.record(r)
+    body = await recorder.summary(since=SINCE, until=UNTIL, bucket_seconds=3600, by="requested")
+    assert body["by"] == "requested"
+    assert [m["model"] for m in body["models"]] == [GPT, LLAMA, "gpt-unknown"]
+    gpt, llama, _ = body["models"]
+    assert gpt["series"]["fallbacks"] == [0, 1] and gpt["totals"]["priced_requests"] == 10
+    assert llama["series"]["errors"] == [1, 0]
+    assert (await recorder.summary(since=SINCE, until=UNTIL, bucket_seconds=3600))["by"] == "used"
+    with pytest.raises(InvalidRequest, match="used, requested") as info:
+        await recorder.summary(since=SINCE, until=UNTIL, bucket_seconds=3600, by="asked")  # type: ignore[arg-type]
+    assert info.value.field == "by"
     await recorder.close()
 
 

@@ -259,3 +259,30 @@ async def test_aggregate_matches_across_databases_for_random_data(engine: Any) -
     # 12,000 half-second steps from 10:00 end at 11:40: two buckets.
     assert {b: s.requests for b, s in data.by_bucket.items()} == {H10: 7200, H11: 4800}
     assert data.by_bucket[H11].latency_p50_ms == pytest.approx(p50_p95(latencies[7200:])[0])
+
+
+async def test_aggregate_by_model_requested_shows_failures_and_fallbacks_against_that_model(
+    engine: Any,
+) -> None:
+    repo = MetricsRepository(session_factory(engine))
+    await repo.insert_many(known_records())
+    data = await repo.aggregate(since=SINCE, until=UNTIL, bucket_seconds=3600, model=None, by="requested")
+    assert set(data.by_model) == {LLAMA, GPT, "gpt-unknown"}
+    gpt = data.by_model[GPT]  # ten answered by gpt-4o, one answered by llama after gpt-4o failed
+    assert (gpt.requests, gpt.ok, gpt.fallbacks, gpt.priced_requests) == (11, 11, 1, 10)
+    llama = data.by_model[LLAMA]
+    assert (llama.requests, llama.ok, llama.errors, llama.fallbacks) == (5, 4, 1, 0)
+    assert data.by_model["gpt-unknown"].rejected == 1
+    assert data.by_model_bucket[(GPT, H11)].fallbacks == 1
+    assert data.total.requests == 17 and data.total.priced_requests == 10
+    only = await repo.aggregate(since=SINCE, until=UNTIL, bucket_seconds=3600, model=GPT, by="requested")
+    assert set(only.by_model) == {GPT} and only.total.requests == 11
+
+
+async def test_priced_requests_tell_an_unknown_cost_from_a_free_one(engine: Any) -> None:
+    repo = MetricsRepository(session_factory(engine))
+    await repo.insert_many([*known_records(), make_record(T0, model_used=GPT, cost_usd=0.0)])
+    data = await repo.aggregate(since=SINCE, until=UNTIL, bucket_seconds=3600, model=None)
+    assert data.by_model[GPT].priced_requests == 11 and data.by_model[GPT].cost_usd == pytest.approx(0.01)
+    assert data.by_model[LLAMA].priced_requests == 0 and data.by_model[LLAMA].cost_usd == 0.0
+    assert data.by_bucket[H10].priced_requests == 11

@@ -119,10 +119,31 @@ async def test_defaults_and_relative_times(app: FastAPI, client: httpx.AsyncClie
     assert window["totals"]["requests"] == 0 and len(window["buckets"]) in (12, 13)
 
 
+async def test_summary_by_model_requested_and_known_prices(app: FastAPI, client: httpx.AsyncClient) -> None:
+    for record in known_records():
+        studio(app).metrics.record(record)
+    window = {"since": SINCE.isoformat(), "until": "2026-03-01T12:00:00Z", "bucket": "1h"}
+    used = (await client.get("/api/metrics", params=window)).json()
+    assert used["by"] == "used"
+    priced = {m["model"]: m["totals"]["priced_requests"] for m in used["models"]}
+    assert priced == {GPT: 10, LLAMA: 0, None: 0}
+    assert used["series"]["priced_requests"] == [10, 0]
+    response = await client.get("/api/metrics", params={**window, "by": "requested"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["by"] == "requested"
+    by_model = {m["model"]: m["totals"] for m in body["models"]}
+    assert (by_model[GPT]["requests"], by_model[GPT]["fallbacks"]) == (11, 1)
+    assert (by_model[LLAMA]["requests"], by_model[LLAMA]["errors"]) == (5, 1)
+    only = (await client.get("/api/metrics", params={**window, "by": "requested", "model": GPT})).json()
+    assert [m["model"] for m in only["models"]] == [GPT] and only["totals"]["requests"] == 11
+
+
 @pytest.mark.parametrize(
     ("params", "field", "says"),
     [
         ({"bucket": "2h"}, "bucket", "1m, 5m, 15m, 1h, 6h, 1d"),
+        ({"by": "asked"}, "by", "used, requested"),
         ({"since": "yesterday"}, "since", "ISO-8601"),
         ({"until": "2026-13-01"}, "until", "relative time like"),
         ({"since": "1h", "until": "2h"}, "since", "must be before"),
@@ -142,7 +163,7 @@ async def test_bad_parameters_are_400s_that_say_what_is_allowed(
 async def test_schema_is_documented(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     operation = spec["paths"]["/api/metrics"]["get"]
-    assert {p["name"] for p in operation["parameters"]} == {"since", "until", "bucket", "model"}
+    assert {p["name"] for p in operation["parameters"]} == {"since", "until", "bucket", "model", "by"}
     schemas = spec["components"]["schemas"]
     assert {"MetricsSummaryPublic", "ModelMetricsPublic", "MetricsSeriesPublic"} <= set(schemas)
     assert "latency_p95_ms" in schemas["MetricsSeriesPublic"]["properties"]

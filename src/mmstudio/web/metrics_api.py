@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from mmstudio.domain.metrics import GroupBy
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.deps import StudioDep
 
@@ -36,6 +37,9 @@ class MetricsStatsPublic(BaseModel):
     output_tokens: int
     tokens_per_second_mean: float | None
     cost_usd: float
+    priced_requests: int = Field(
+        description="requests whose model has a price; cost_usd covers these (0: the cost is unknown)"
+    )
 
 
 class MetricsSeriesPublic(BaseModel):
@@ -54,10 +58,14 @@ class MetricsSeriesPublic(BaseModel):
     output_tokens: list[int]
     tokens_per_second_mean: list[float | None]
     cost_usd: list[float]
+    priced_requests: list[int]
 
 
 class ModelMetricsPublic(BaseModel):
-    model: str | None = Field(description="the model that answered; null: the request reached no model")
+    model: str | None = Field(
+        description="by=used: the model that answered (null: the request reached no model); "
+        "by=requested: the model asked for (null: none was named, so the default)"
+    )
     totals: MetricsStatsPublic
     series: MetricsSeriesPublic
 
@@ -69,6 +77,7 @@ class MetricsSummaryPublic(BaseModel):
     bucket: str
     bucket_seconds: int
     model: str | None = Field(description="the model filter, if one was given")
+    by: GroupBy = Field(description="which model a request counts for: used (answered) or requested")
     buckets: list[datetime] = Field(description="start of each time bucket (UTC), ascending")
     totals: MetricsStatsPublic
     series: MetricsSeriesPublic
@@ -91,6 +100,13 @@ async def summary(
     until: Annotated[str | None, Query(description="ISO-8601 time, relative, or now (default)")] = None,
     bucket: Annotated[str, Query(description="bucket size: " + ", ".join(BUCKETS))] = "1h",
     model: Annotated[str | None, Query(description="only this model (provider/model)")] = None,
+    by: Annotated[
+        str,
+        Query(
+            description="count each request for the model that answered it (used) or the one asked for "
+            "(requested: failures and fallbacks then show against the model that failed)"
+        ),
+    ] = "used",  # checked by the recorder, which answers a bad value with a 400 naming the choices
 ) -> MetricsSummaryPublic:
     """Requests, errors, fallbacks, latency p50/p95, time to first token, tokens and cost, in total,
     per model and per time bucket."""
@@ -105,7 +121,7 @@ async def summary(
             f"since ({start.isoformat()}) must be before until ({end.isoformat()})", field="since"
         )
     data = await studio.metrics.summary(
-        since=start, until=end, bucket_seconds=bucket_seconds, model=model or None
+        since=start, until=end, bucket_seconds=bucket_seconds, model=model or None, by=cast(GroupBy, by)
     )
     return MetricsSummaryPublic.model_validate({**data, "bucket": bucket})
 

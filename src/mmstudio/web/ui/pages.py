@@ -57,9 +57,11 @@ async def code_colours() -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their fragments and the static files on `app`."""
-    from mmstudio.web.ui import chat_views, header
+    from mmstudio.web.ui import chat_views, header, models_views, onboarding_views
 
     app.include_router(router)
     app.include_router(header.router)
+    app.include_router(models_views.router)
+    app.include_router(onboarding_views.router)
     app.include_router(chat_views.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
