@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.async_api import Page, expect
 
@@ -210,3 +211,165 @@ async def test_a_fallback_answer_says_so_and_a_dead_engine_is_explained(
     await expect(failed.locator(".msg-error")).to_contain_text("is not answering — is it running?")
     assert "Traceback" not in await page.content()
     await shot(page, "chat-error")
+
+
+async def test_agent_tool_calls_show_inline_and_collapsed(
+    page: Page, live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    await studio.studio.registry.set_active_model(LLAMA)
+    ollama.script(
+        Reply(tool_calls=[{"id": "c1", "name": "calculator", "arguments": {"expression": "17*23"}}]),
+        Reply(text="17 x 23 is **391**."),
+    )
+    await page.goto(f"{studio.url}/chat")
+    await page.get_by_label("Routing").select_option("agent")
+    await send(page, "What is 17*23?")
+    await answered(page, "391")
+    answer = page.locator(".msg-assistant").last
+    call = answer.locator("details.tool-call")
+    result = answer.locator("details.tool-result")
+    await expect(call).to_contain_text("calculator")
+    await expect(result).to_contain_text("Result of calculator")
+    await expect(result.locator("pre")).to_be_hidden()  # collapsed until opened
+    await result.locator("summary").click()
+    await expect(result.locator("pre")).to_contain_text("391")
+    await expect(page.get_by_label("Routing")).to_have_value("agent")  # the new conversation kept it
+    await shot(page, "chat-tools")
+
+
+async def test_documents_upload_for_tools_and_data_and_the_answer_cites_them(
+    page: Page, live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    ollama.script(Reply(text="Noted."), Reply(text="The tea is Darjeeling [1]."))
+    await page.goto(f"{studio.url}/chat")
+    await page.get_by_label("Routing").select_option("tools+data")
+    await send(page, "I will upload notes")
+    await answered(page, "Noted.")
+    upload = page.get_by_label("Upload document")
+    await expect(page.locator("#upload-label")).to_be_visible()
+    await upload.set_input_files(
+        files=[
+            {
+                "name": "notes.md",
+                "mimeType": "text/markdown",
+                "buffer": b"# Tea\n\nThe house tea is Darjeeling.",
+            }
+        ]
+    )
+    await expect(page.locator(".toast.ok")).to_contain_text("Indexed notes.md")
+    await expect(page.locator("#documents")).to_contain_text("notes.md")
+    await send(page, "Which tea is the house tea?")
+    await answered(page, "Darjeeling")
+    await expect(page.locator(".msg-assistant").last.locator(".citations")).to_contain_text("notes.md")
+    sent = ollama.requests_to("/api/chat")[-1].json()
+    assert "Darjeeling" in str(sent["messages"])
+
+
+async def test_conversation_list_search_pin_archive_delete_and_export(
+    page: Page, live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    ollama.script(Reply(text="About apples"), Reply(text="About pears"))
+    await page.goto(f"{studio.url}/chat")
+    await send(page, "Tell me about apples")
+    await answered(page, "About apples")
+    await page.get_by_role("button", name="+ New chat").click()
+    await send(page, "Tell me about pears")
+    await answered(page, "About pears")
+    items = page.locator(".conversation-item")
+    await expect(items).to_have_count(2)
+    await expect(items.first).to_contain_text("pears")  # newest first
+
+    await page.get_by_label("Search conversations").fill("apples")
+    await expect(items).to_have_count(1)
+    await expect(items.first).to_contain_text("apples")
+    await page.get_by_label("Search conversations").fill("")
+    await expect(items).to_have_count(2)
+
+    apples = items.filter(has_text="apples")
+    await apples.hover()
+    await apples.get_by_role("button", name="Pin").click()
+    await expect(items.first).to_contain_text("apples")  # pinned first
+    await expect(items.first.locator(".pin")).to_be_visible()
+
+    pears = items.filter(has_text="pears")
+    await pears.hover()
+    await pears.get_by_role("button", name="Archive").click()
+    await expect(items).to_have_count(1)
+    await page.get_by_label("Archived").check()
+    await expect(items).to_have_count(1)
+    await expect(items.first).to_contain_text("pears")
+    await page.get_by_label("Archived").uncheck()
+
+    await items.first.locator(".conversation-link").click()
+    await page.locator("summary", has_text="Export").click()
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Markdown (this branch)").click()
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".md")
+    text = Path(await download.path()).read_text()  # noqa: ASYNC240 - a small file the browser saved
+    assert "Tell me about apples" in text and "About apples" in text
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    apples = items.filter(has_text="apples")
+    await apples.hover()
+    await apples.get_by_role("button", name="Delete").click()
+    await expect(page.locator(".toast.ok")).to_contain_text("deleted")
+    await expect(items).to_have_count(0)
+    assert (await studio.client.get("/api/chat/ui/conversations")).json()["total"] == 0  # pears is archived
+
+
+async def test_phone_width_and_dark_theme(page: Page, live: OpenLive, ollama: FakeOllamaServer) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    ollama.script(
+        Reply(
+            text="Small screens work too.\n\n```js\n"
+            "console.log('a fairly long line of code that must scroll');\n```"
+        )
+    )
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(f"{studio.url}/chat")
+    await send(page, "Hi from a phone")
+    await answered(page, "Small screens")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await expect(page.locator("#chat-side")).to_be_hidden()
+    await page.get_by_role("button", name="Show conversations").click()
+    await expect(page.locator("#chat-side")).to_be_visible()
+    await shot(page, "chat-phone-sidebar", full_page=False)
+    await page.locator(".conversation-link").first.click()
+    await expect(page.locator("#chat-side")).to_be_hidden()
+    await shot(page, "chat-phone", full_page=False)
+    await page.get_by_role("button", name="Switch to dark theme").click()
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await shot(page, "chat-dark", full_page=False)
+
+
+async def test_a_prompt_profile_made_in_the_page_shapes_the_answer(
+    page: Page, live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    ollama.script(Reply(text="Arr, hello."))
+    await page.goto(f"{studio.url}/chat")
+    await page.get_by_label("Prompt profile", exact=True).select_option("__new__")
+    dialog = page.locator("#profile-dialog")
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_role("button", name="Create profile").click()  # no name yet
+    await expect(dialog).to_be_visible()
+    await dialog.get_by_label("Name").fill("Pirate")
+    await dialog.get_by_label("System prompt", exact=True).fill("Always talk like a pirate.")
+    await dialog.get_by_role("spinbutton", name="Temperature").fill("0.3")
+    await dialog.get_by_role("button", name="Create profile").click()
+    await expect(dialog).to_be_hidden()
+    await expect(page.get_by_label("Prompt profile", exact=True)).to_have_value(
+        re.compile(r"^[0-9a-f-]{36}$")
+    )
+    await send(page, "Hello")
+    await answered(page, "Arr")
+    sent = ollama.requests_to("/api/chat")[-1].json()
+    assert sent["messages"][0] == {"role": "system", "content": "Always talk like a pirate."}
+    assert sent["options"]["temperature"] == 0.3
+    await page.reload()
+    selected = page.get_by_label("Prompt profile", exact=True)
+    await expect(selected.locator("option:checked")).to_have_text("Pirate")

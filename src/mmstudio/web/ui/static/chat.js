@@ -618,6 +618,11 @@
       const label = target.selectedOptions[0] ? target.selectedOptions[0].textContent : "";
       await patchConversation({ model: target.value || null }, state.id ? "This conversation now uses " + (target.value ? label : "the default model") : null);
     } else if (target.id === "prompt-profile") {
+      if (target.value === "__new__") {
+        await newProfile(target);
+        return;
+      }
+      target.dataset.previous = target.value;
       await patchConversation({ prompt_profile_id: target.value || null });
     } else if (target.id === "routing-profile") {
       const ok = await patchConversation({ routing_profile: target.value });
@@ -626,6 +631,52 @@
     } else if (target.id === "document-upload") {
       await upload(target);
     }
+  }
+
+  // "New profile…" in the prompt-profile selector: create one in a dialog and select it.
+  function newProfile(select) {
+    const dialog = document.getElementById("profile-dialog");
+    const form = document.getElementById("profile-form");
+    const error = document.getElementById("profile-error");
+    form.reset();
+    error.hidden = true;
+    return new Promise((resolve) => {
+      async function submit(event) {
+        const submitter = event.submitter;
+        if (!submitter || submitter.value !== "save") return; // Cancel closes the dialog
+        event.preventDefault();
+        const data = new FormData(form);
+        const body = { name: String(data.get("name") || "").trim(), system_prompt: String(data.get("system_prompt") || ""), memory: data.get("memory") === "on" };
+        if (data.get("temperature")) body.temperature = parseFloat(data.get("temperature"));
+        if (data.get("max_tokens")) body.max_tokens = parseInt(data.get("max_tokens"), 10);
+        try {
+          const created = await mm.apiJson("/api/chat/ui/prompt-profiles", { method: "POST", json: body });
+          const profile = created.profile || created;
+          const option = document.createElement("option");
+          option.value = profile.id;
+          option.textContent = profile.name + (profile.memory ? " (memory)" : "");
+          select.insertBefore(option, select.querySelector('option[value="__new__"]'));
+          select.value = profile.id;
+          select.dataset.previous = profile.id;
+          dialog.close("saved");
+          await patchConversation({ prompt_profile_id: profile.id });
+          mm.toast("Profile “" + profile.name + "” created", "ok");
+        } catch (e) {
+          error.textContent = e.message;
+          error.hidden = false;
+        }
+      }
+      function closed() {
+        form.removeEventListener("submit", submit);
+        dialog.removeEventListener("close", closed);
+        if (select.value === "__new__") select.value = select.dataset.previous || "";
+        resolve();
+      }
+      form.addEventListener("submit", submit);
+      dialog.addEventListener("close", closed);
+      dialog.showModal();
+      document.getElementById("profile-name").focus();
+    });
   }
 
   async function rename() {
