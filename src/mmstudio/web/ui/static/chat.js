@@ -161,7 +161,19 @@
     setBusy(false);
   }
 
+  // While another conversation loads, the composer waits (a message must not land in the old one).
   async function openConversation(id, options) {
+    const hadFocus = document.activeElement === promptEl;
+    promptEl.disabled = true;
+    try {
+      await loadConversation(id, options);
+    } finally {
+      promptEl.disabled = false;
+      if (hadFocus) promptEl.focus();
+    }
+  }
+
+  async function loadConversation(id, options) {
     const opts = Object.assign({ push: true }, options || {});
     stopFollowing();
     const started = performance.now();
@@ -171,7 +183,7 @@
     } catch (e) {
       if (id && e.status === 404) {
         mm.toast("That conversation no longer exists.", "error");
-        return openConversation(null, opts);
+        return loadConversation(null, opts);
       }
       conversationEl.innerHTML = "";
       const box = document.createElement("div");
@@ -761,7 +773,7 @@
     if (event.target.closest("[data-close-graph]")) { toggleGraph(false); return; }
     if (event.target.closest("#rename")) { rename(); return; }
     if (event.target.closest("#side-toggle")) { chat.classList.toggle("side-open"); return; }
-    if (event.target.closest("#new-chat")) { openConversation(null); promptEl.focus(); }
+    if (event.target.closest("#new-chat")) { openConversation(null).then(() => promptEl.focus()); }
   }
 
   function onKey(event) {
@@ -812,9 +824,7 @@
 
     const first = chat.dataset.conversation || null;
     history.replaceState({ id: first }, "", location.pathname);
-    promptEl.disabled = true; // until the conversation is on the page
     openConversation(first, { push: false }).finally(() => {
-      promptEl.disabled = false;
       try { promptEl.value = sessionStorage.getItem(draftKey()) || ""; } catch (e) { /* ignore */ }
       promptEl.focus();
     });
