@@ -616,3 +616,34 @@ async def test_the_agents_other_tools_and_its_step_bound(live: OpenLive, ollama:
     assert "3 steps" in error["message"]
     tools_offered = [bool(r.json().get("tools")) for r in ollama.requests_to("/api/chat")[-3:]]
     assert tools_offered == [True, True, False]  # the last round is asked for an answer, not tools
+
+
+async def test_navigate_by_step_walks_the_versions_and_stops_at_the_ends(
+    live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    studio = await live(engines(ollama, None), config=FIRST_WORDS)
+    ollama.script(Reply(text="A1"), Reply(text="A2"), Reply(text="A3"))
+    events = await send(studio, content="Q", model=LLAMA)
+    cid = named(events, "conversation")[0]["conversation"]["id"]
+    first = named(events, "assistant_message")[0]["message"]["id"]
+    for _ in range(2):
+        r = await studio.client.post(f"{UI}/messages/{first}/regenerate", json={"stream": False})
+        assert r.status_code == 200, r.text
+    answer = (await branch(studio, cid))["messages"][-1]
+    assert (answer["text"], answer["siblingIndex"], answer["siblingCount"]) == ("A3", 3, 3)
+
+    async def step(message_id: str, by: int) -> dict[str, Any]:
+        r = await studio.client.post(
+            f"{UI}/conversations/{cid}/navigate", json={"message_id": message_id, "step": by}
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["messages"][-1]
+
+    back = await step(answer["id"], -1)
+    assert (back["text"], back["siblingIndex"]) == ("A2", 2)
+    assert (await step(back["id"], -5))["text"] == "A1"  # past the first: the first
+    assert (await step(first, 9))["text"] == "A3"  # past the last: the last
+    bad = await studio.client.post(
+        f"{UI}/conversations/{cid}/navigate", json={"message_id": first, "step": 5000}
+    )
+    assert bad.status_code in (400, 422)

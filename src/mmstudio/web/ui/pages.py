@@ -44,6 +44,10 @@ async def models(request: Request) -> HTMLResponse:
     return render(request, "models.html", page="models", title="Models")
 
 
+@router.get("/compare", response_class=HTMLResponse)
+async def compare(request: Request) -> HTMLResponse:
+    return render(request, "compare.html", page="compare", title="Compare")
+
 
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
 async def metrics(request: Request) -> HTMLResponse:
@@ -57,11 +61,12 @@ async def code_colours() -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their fragments and the static files on `app`."""
-    from mmstudio.web.ui import chat_views, header, models_views, onboarding_views
+    from mmstudio.web.ui import chat_views, compare_views, header, models_views, onboarding_views
 
     app.include_router(router)
     app.include_router(header.router)
     app.include_router(models_views.router)
     app.include_router(onboarding_views.router)
+    app.include_router(compare_views.router)
     app.include_router(chat_views.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
