@@ -108,10 +108,7 @@
       const holder = document.createElement("div");
       holder.innerHTML = html.trim();
       const fresh = holder.firstElementChild;
-      if (fresh && old.isConnected) {
-        old.replaceWith(fresh);
-        htmx.process(fresh);
-      }
+      if (fresh && old.isConnected) old.replaceWith(fresh);
     } catch (e) {
       mm.toast(e.message, "error");
     }
@@ -194,8 +191,7 @@
     }
     state.id = id || null;
     chat.dataset.conversation = state.id || "";
-    conversationEl.innerHTML = html;
-    htmx.process(conversationEl);
+    conversationEl.innerHTML = html; // no hx- attributes inside: htmx.process would only walk it
     if (opts.push) history.pushState({ id: state.id }, "", state.id ? "/chat/c/" + state.id : "/chat");
     document.title = (state.id ? titleText() : "New conversation") + " · mmstudio";
     markCurrent();
@@ -605,7 +601,7 @@
       holder.innerHTML = html;
       const fresh = $(".conversation-bar", holder);
       const old = $(".conversation-bar", conversationEl);
-      if (fresh && old) { old.replaceWith(fresh); htmx.process(fresh); }
+      if (fresh && old) old.replaceWith(fresh);
       loadDocuments();
     } catch (e) {
       mm.toast(e.message, "error");
@@ -824,7 +820,9 @@
 
     const first = chat.dataset.conversation || null;
     history.replaceState({ id: first }, "", location.pathname);
+    // The conversation first, the list after it: on a long branch the two would compete.
     openConversation(first, { push: false }).finally(() => {
+      refreshList();
       try { promptEl.value = sessionStorage.getItem(draftKey()) || ""; } catch (e) { /* ignore */ }
       promptEl.focus();
     });
