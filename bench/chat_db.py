@@ -3,7 +3,9 @@
     .venv/bin/python bench/chat_db.py [--repeats 20]
 
 Builds two databases in a temp dir (migrated with the real migrations, rows bulk-inserted through
-SQLAlchemy Core, so the FTS5 triggers index them as in production) and times `ChatRepository`:
+SQLAlchemy Core, so the FTS5 triggers index them as in production) and times `ChatRepository` on the
+runner production gives it (`storage.runner.open_runner`: for an SQLite file, sync connections on the
+runner's own threads):
 
 (a) `active_branch` of one conversation holding 100,000 messages: a main branch of 1,000 messages
     where every main message also has an older sibling (an edit or a regenerate) that starts a side
@@ -15,9 +17,9 @@ SQLAlchemy Core, so the FTS5 triggers index them as in production) and times `Ch
     pending assistant message, 5 progress updates, the final update, add_metric, set the title.
     Target: median <= 3 ms.
 
-Baseline: a `SELECT 1` round trip through the same session factory, the floor every call pays.
-Also shown, without targets: (c)'s own floor (ten sessions each running `SELECT 1`: what ten separate
-repository calls cost through SQLAlchemy's asyncio layer and aiosqlite before any real work), and
+Baseline: a `SELECT 1` round trip through the same runner, the floor every call pays.
+Also shown, without targets: (c)'s own floor (ten units of work running `SELECT 1`: what ten separate
+repository calls cost before any real work), and
 full-text search over database (b): message text is made-up words drawn by Zipf's law from a
 5,000-word vocabulary, so a query narrows the way it does on real text.
 Prints one markdown table.
@@ -45,7 +47,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mmstudio.domain.chat.types import ConversationUpdate, MessageMetric, MessageProgress, NewMessage
 from mmstudio.storage.chat_repo import ChatRepository
-from mmstudio.storage.db import create_engine, migrate, session_factory
+from mmstudio.storage.db import create_engine, migrate
+from mmstudio.storage.runner import Runner, open_runner
 from mmstudio.storage.tables import Base
 
 MAIN = 1_000
@@ -206,10 +209,9 @@ async def timed(call: Callable[[], Awaitable[Any]], repeats: int, warmup: int = 
     return statistics.median(samples)
 
 
-def select_one(repo_sessions: Any) -> Callable[[], Awaitable[Any]]:
+def select_one(db: Runner) -> Callable[[], Awaitable[Any]]:
     async def call() -> None:
-        async with repo_sessions() as session:
-            await session.execute(text("SELECT 1"))
+        await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     return call
 
@@ -266,11 +268,10 @@ async def one_send(repo: ChatRepository, conversation_id: str, parent: str | Non
     await repo.update_conversation(conversation_id, ConversationUpdate(title="Rust lifetimes"))
 
 
-def empty_transactions(sessions: Any, count: int) -> Callable[[], Awaitable[Any]]:
+def empty_transactions(db: Runner, count: int) -> Callable[[], Awaitable[Any]]:
     async def call() -> None:
         for _ in range(count):
-            async with sessions() as session, session.begin():
-                await session.execute(text("SELECT 1"))
+            await db.write(lambda conn: conn.execute(text("SELECT 1")).scalar())
 
     return call
 
@@ -284,6 +285,7 @@ async def main(repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="mmstudio-chat-bench-") as tmp:
         long_engine = create_engine(f"sqlite:///{Path(tmp) / 'long.sqlite'}")
         many_engine = create_engine(f"sqlite:///{Path(tmp) / 'many.sqlite'}")
+        runners: list[Runner] = []
         try:
             await migrate(long_engine)
             await migrate(many_engine)
@@ -292,17 +294,17 @@ async def main(repeats: int) -> None:
             ids = await build_many_conversations(many_engine)
             print(f"built both databases in {time.perf_counter() - started:.1f} s")
 
-            sessions = session_factory(long_engine)
-            repo = ChatRepository(sessions, "sqlite")
+            runners.append(db := open_runner(long_engine))
+            repo = ChatRepository(db)
             branch = await repo.active_branch(long_id)
             assert len(branch) == MAIN and all(m.sibling_count == 2 for m in branch[1:]), "unexpected shape"
-            floor = await timed(select_one(sessions), repeats * 5)
+            floor = await timed(select_one(db), repeats * 5)
             branch_ms = await timed(lambda: repo.active_branch(long_id), repeats)
             row("(a) active_branch: 1,000 of 100,000 messages", branch_ms, floor, "≤ 50 ms", 50.0)
 
-            sessions = session_factory(many_engine)
-            repo = ChatRepository(sessions, "sqlite")
-            floor = await timed(select_one(sessions), repeats * 5)
+            runners.append(db := open_runner(many_engine))
+            repo = ChatRepository(db)
+            floor = await timed(select_one(db), repeats * 5)
             page = await repo.list_conversations(limit=50)
             assert len(page.items) == 50 and page.total == CONVERSATIONS - CONVERSATIONS // 10
             list_ms = await timed(lambda: repo.list_conversations(limit=50), repeats)
@@ -316,8 +318,8 @@ async def main(repeats: int) -> None:
                 samples.append((time.perf_counter() - start) * 1000)
             send_ms = statistics.median(samples[3:])
             row("(c) one send: 2 inserts, 6 updates, metric, title", send_ms, floor, "≤ 3 ms", 3.0)
-            floor_ms = await timed(empty_transactions(sessions, 10), repeats)
-            row("(c)'s floor: 10 sessions running SELECT 1", floor_ms, floor)
+            floor_ms = await timed(empty_transactions(db, 10), repeats)
+            row("(c)'s floor: 10 units of work running SELECT 1", floor_ms, floor)
 
             matches = (await repo.list_conversations(q=QUERY, limit=50)).total
             search_ms = await timed(lambda: repo.list_conversations(q=QUERY, limit=50), repeats)
@@ -325,13 +327,15 @@ async def main(repeats: int) -> None:
             hits_ms = await timed(lambda: repo.search(QUERY), repeats)
             row(f"search({QUERY!r}): best 10 of 100,000 messages", hits_ms, floor)
         finally:
+            for runner in runners:
+                await runner.close()
             await long_engine.dispose()
             await many_engine.dispose()
 
     print()
     print(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; "
-        f"median of {repeats} ({repeats * 3} sends); baseline: one SELECT 1 through the same sessions"
+        f"median of {repeats} ({repeats * 3} sends); baseline: one SELECT 1 through the same runner"
     )
     print()
     print("| measure | mmstudio ms | baseline ms | ratio | target | met |")

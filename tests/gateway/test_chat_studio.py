@@ -544,6 +544,8 @@ async def test_without_a_model_the_conversation_uses_the_default_and_patch_chang
 async def test_streaming_writes_are_bounded_in_rate(live: OpenLive, ollama: FakeOllamaServer) -> None:
     from sqlalchemy import event
 
+    from mmstudio.storage.runner import SQLiteThreads
+
     studio = await live(engines(ollama, None), config=FIRST_WORDS)
     updates: list[str] = []
 
@@ -551,7 +553,8 @@ async def test_streaming_writes_are_bounded_in_rate(live: OpenLive, ollama: Fake
         if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
             updates.append(statement)
 
-    engine = studio.studio.engine.sync_engine
+    db = studio.studio.chat_db  # on SQLite, Chat Studio's SQL runs on its own engine and threads
+    engine = db.engine if isinstance(db, SQLiteThreads) else studio.studio.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
         ollama.script(Reply(chunks=[f"t{i} " for i in range(300)]))  # as fast as the fake can send

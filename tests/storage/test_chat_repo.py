@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +21,7 @@ from mmstudio.domain.chat.types import (
 )
 from mmstudio.errors import InvalidRequest, NotFound
 from mmstudio.storage.chat_repo import ChatRepository, fts5_query, search_words, tsquery
-from mmstudio.storage.db import session_factory
+from mmstudio.storage.runner import open_runner
 from mmstudio.storage.tables import Base
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)  # in the past: "now" is always later
@@ -85,8 +86,10 @@ def msg(body: str, parent: str | None = None, minutes: float | None = None, **fi
 
 
 @pytest.fixture
-def repo(engine: Any) -> ChatRepository:
-    return ChatRepository(session_factory(engine), engine.dialect.name)
+async def repo(engine: Any) -> AsyncIterator[ChatRepository]:
+    db = open_runner(engine)  # on SQLite its own threads and connections, as in production
+    yield ChatRepository(db)
+    await db.close()
 
 
 def shape(branch: list[Message]) -> list[tuple[str, int, int]]:
