@@ -141,6 +141,12 @@ INSERT_MESSAGE = insert(M)
 GET_MESSAGE = select(*MESSAGE_COLUMNS).where(M.c.id == bindparam("message_id"))
 GET_CONVERSATION = select(*CONVERSATION_COLUMNS).where(C.c.id == bindparam("cid"))
 INSERT_CONVERSATION = insert(C).returning(*CONVERSATION_COLUMNS)
+# A generated title replaces only the one the conversation was created with, never the user's.
+NAME_CONVERSATION = (
+    update(C)
+    .where(C.c.id == bindparam("cid"), C.c.title == bindparam("replacing"))
+    .values(title=bindparam("new_title"), updated_at=bindparam("now"))
+)
 _changed = bindparam("changed", type_=M.c.updated_at.type)
 # Imports add old messages: a conversation's updated_at only ever moves forward.
 BUMP = (
@@ -329,6 +335,21 @@ class ChatRepository:
             raise NotFound(f"conversation {conversation_id} not found")
         return _domain(Conversation, row)
 
+    async def conversation_with_branch(
+        self, conversation_id: str, leaf_id: str | None = None
+    ) -> tuple[Conversation, list[Message]]:
+        def work(conn: Connection) -> tuple[Row[Any] | None, Sequence[Row[Any]]]:
+            row = conn.execute(GET_CONVERSATION, {"cid": conversation_id}).first()
+            leaf = leaf_id if leaf_id is not None else row.current_leaf_id if row is not None else None
+            return row, conn.execute(BRANCH_TO, {"leaf": leaf}).all() if leaf is not None else []
+
+        row, rows = await self._db.read(work)
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        if leaf_id is not None and not rows:
+            raise NotFound(f"message {leaf_id} not found")
+        return _domain(Conversation, row), [_domain(Message, r) for r in rows]
+
     async def list_conversations(
         self, *, q: str | None = None, limit: int = 50, offset: int = 0, archived: bool = False
     ) -> ConversationPage:
@@ -395,6 +416,10 @@ class ChatRepository:
             raise NotFound(f"conversation {conversation_id} not found")
         return _domain(Conversation, row)
 
+    async def name_conversation(self, conversation_id: str, title: str, *, replacing: str) -> bool:
+        values = {"cid": conversation_id, "new_title": title[:300], "replacing": replacing, "now": utc_now()}
+        return bool(await self._db.write(lambda conn: conn.execute(NAME_CONVERSATION, values).rowcount))
+
     async def delete_conversation(self, conversation_id: str) -> None:
         # Messages, their metrics and the conversation's documents go with it (ON DELETE CASCADE).
         statement = delete(C).where(C.c.id == conversation_id)
@@ -427,6 +452,14 @@ class ChatRepository:
     ) -> Message:
         (added,) = await self._add(conversation_id, [_message_values(conversation_id, message)], make_current)
         return added
+
+    async def add_turn(
+        self, conversation_id: str, question: NewMessage, answer: NewMessage
+    ) -> tuple[Message, Message]:
+        first = _message_values(conversation_id, question)
+        second = _message_values(conversation_id, dataclasses.replace(answer, parent_id=first["id"]))
+        added, answering = await self._add(conversation_id, [first, second], True)
+        return added, answering
 
     async def _add(
         self, conversation_id: str, rows: list[dict[str, Any]], make_current: bool
@@ -476,6 +509,20 @@ class ChatRepository:
         values = _progress_values(message_id, progress)
         if not await self._db.write(lambda conn: conn.execute(UPDATE_MESSAGE, values).rowcount):
             raise NotFound(f"message {message_id} not found")
+
+    async def finish_message(self, message_id: str, progress: MessageProgress, metric: MessageMetric) -> None:
+        values = _progress_values(message_id, progress)
+        measured = _metric_values(metric)
+
+        def work(conn: Connection) -> None:
+            if not conn.execute(UPDATE_MESSAGE, values).rowcount:
+                raise NotFound(f"message {message_id} not found")
+            conn.execute(INSERT_METRIC, measured)
+
+        try:
+            await self._db.write(work)
+        except IntegrityError as exc:
+            raise await self._metric_refused(metric) from exc
 
     async def path_to(self, message_id: str) -> list[Message]:
         rows = await self._db.read(lambda conn: conn.execute(BRANCH_TO, {"leaf": message_id}).all())
@@ -750,7 +797,8 @@ def _progress_values(message_id: str, progress: MessageProgress) -> dict[str, An
 
 
 def _metric_values(metric: MessageMetric) -> dict[str, Any]:
-    return {**dataclasses.asdict(metric), "created_at": utc(metric.created_at)}
+    # Not dataclasses.asdict: it deep-copies every value, a cost every send paid.
+    return {**{c.name: getattr(metric, c.name) for c in METRIC_COLUMNS}, "created_at": utc(metric.created_at)}
 
 
 def _search_sqlite(
