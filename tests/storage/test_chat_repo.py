@@ -647,6 +647,31 @@ async def test_interrupt_unfinished_marks_pending_and_streaming(repo: ChatReposi
     assert [c.id for c in (await repo.list_conversations(q="partial")).items] == [conversation.id]
 
 
+async def test_search_sees_an_answer_once_it_ends_not_while_it_streams(
+    repo: ChatRepository, engine: Any
+) -> None:
+    conversation = await repo.create_conversation()
+    pending = NewMessage(role="assistant", parts=[], status="pending")
+    _, answer = await repo.add_turn(conversation.id, msg("question"), pending)
+    await repo.update_message(answer.id, MessageProgress(parts=parts("zebras gallop"), status="streaming"))
+    assert (await repo.get_message(answer.id)).text == "zebras gallop"
+    assert (await repo.list_conversations(q="zebras")).items == []
+    final = MessageProgress(parts=parts("zebras gallop fast"), status="complete")
+    await repo.finish_message(answer.id, final, metric(answer, 0))
+    assert [c.id for c in (await repo.list_conversations(q="zebras fast")).items] == [conversation.id]
+    # Cut short by a crash: recovery makes what was streamed searchable.
+    _, cut = await repo.add_turn(conversation.id, msg("another", answer.id), pending)
+    await repo.update_message(cut.id, MessageProgress(parts=parts("okapis ar"), status="streaming"))
+    assert (await repo.list_conversations(q="okapis")).items == []
+    assert await repo.interrupt_unfinished("restarted") == 1
+    assert [h.message_id for h in await repo.search("okapis")] == [cut.id]
+    if engine.dialect.name == "sqlite":
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+            )
+
+
 # -- listing ----------------------------------------------------------------------------------------
 
 

@@ -88,7 +88,9 @@ class ChatStore(Protocol):
     async def get_message(self, message_id: str) -> Message: ...
 
     async def update_message(self, message_id: str, progress: MessageProgress) -> None:
-        """Write the fields that are set (one UPDATE; called while streaming, so it must be cheap)."""
+        """Write the fields that are set (one UPDATE; called while streaming, so it must be cheap).
+        Search sees a message's text as it was added until a write ends it (any status but
+        `pending`/`streaming`): partial answers are not re-indexed on every streaming write."""
         ...
 
     async def finish_message(self, message_id: str, progress: MessageProgress, metric: MessageMetric) -> None:
@@ -113,7 +115,7 @@ class ChatStore(Protocol):
 
     async def interrupt_unfinished(self, reason: str) -> int:
         """Mark every `pending`/`streaming` message `interrupted` with `reason` as its error (their
-        partial text stays); returns how many. Run at start-up, after a crash."""
+        partial text stays, and search sees it); returns how many. Run at start-up, after a crash."""
         ...
 
     async def search(self, q: str, *, limit: int = 10) -> list[SearchHit]:
