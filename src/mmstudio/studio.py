@@ -42,6 +42,7 @@ from mmstudio.storage.keys_repo import KeyRepository
 from mmstudio.storage.knowledge_repo import KnowledgeRepository
 from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
+from mmstudio.storage.runner import Runner, open_runner
 from mmstudio.storage.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Studio:
         self.engine = engine
         self.client = client
         self.registry = registry
+        self.chat_db: Runner | None = None  # where Chat Studio's SQL runs (its own threads on SQLite)
         self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -147,12 +149,13 @@ class Studio:
                 on_success=registry.note_session,
             )
             dialect = engine.dialect.name
+            studio.chat_db = open_runner(engine)
             studio.knowledge = KnowledgeService(KnowledgeRepository(sessions, dialect), settings.config.chat)
             studio.compare = CompareService(
                 CompareRepository(sessions, dialect), studio.router, settings.config.chat
             )
             studio.conversations = ChatService(
-                ChatRepository(sessions, dialect),
+                ChatRepository(studio.chat_db),
                 studio.router,
                 registry,
                 studio.knowledge,
@@ -205,6 +208,8 @@ class Studio:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+        if self.chat_db is not None:
+            await self.chat_db.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Studio:

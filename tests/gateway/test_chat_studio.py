@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 from mmstudio.config import ChatConfig, Routing, StudioConfig
@@ -544,6 +546,8 @@ async def test_without_a_model_the_conversation_uses_the_default_and_patch_chang
 async def test_streaming_writes_are_bounded_in_rate(live: OpenLive, ollama: FakeOllamaServer) -> None:
     from sqlalchemy import event
 
+    from mmstudio.storage.runner import SQLiteThreads
+
     studio = await live(engines(ollama, None), config=FIRST_WORDS)
     updates: list[str] = []
 
@@ -551,7 +555,8 @@ async def test_streaming_writes_are_bounded_in_rate(live: OpenLive, ollama: Fake
         if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
             updates.append(statement)
 
-    engine = studio.studio.engine.sync_engine
+    db = studio.studio.chat_db  # on SQLite, Chat Studio's SQL runs on its own engine and threads
+    engine = db.engine if isinstance(db, SQLiteThreads) else studio.studio.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
         ollama.script(Reply(chunks=[f"t{i} " for i in range(300)]))  # as fast as the fake can send
@@ -647,3 +652,50 @@ async def test_navigate_by_step_walks_the_versions_and_stops_at_the_ends(
         f"{UI}/conversations/{cid}/navigate", json={"message_id": first, "step": 5000}
     )
     assert bad.status_code in (400, 422)
+
+
+class RecordingStore:
+    """A `ChatStore` that notes the name of every call it forwards."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await method(*args, **kwargs)
+
+        return call
+
+    def taken(self) -> tuple[str, ...]:
+        """The calls so far, consecutive repeats (streaming writes) once; then forget them."""
+        calls = [c for i, c in enumerate(self.calls) if i == 0 or c != self.calls[i - 1]]
+        self.calls.clear()
+        return tuple(calls)
+
+
+async def test_a_send_makes_exactly_the_store_calls_the_benchmark_times(
+    live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    """bench/chat_db.py row (c) times `REPLY` and (c') `FIRST_SEND`: they must stay what a send does."""
+    spec = importlib.util.spec_from_file_location(
+        "chat_db", Path(__file__).parents[2] / "bench" / "chat_db.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    studio = await live(engines(ollama, None))  # titles by the model: its call comes before the title's write
+    chat = studio.studio.conversations
+    recording = RecordingStore(chat.store)
+    chat.store = recording
+    ollama.script(Reply(chunks=["One ", "two ", "three."]), Reply(text="Counting"), Reply(text="Four."))
+    events = await send(studio, content="Count to three", model=LLAMA)
+    assert named(events, "title")[0]["title"] == "Counting"
+    assert recording.taken() == bench.FIRST_SEND
+    cid = named(events, "conversation")[0]["conversation"]["id"]
+    events = await send(studio, conversation_id=cid, content="And then?", model=LLAMA)
+    assert named(events, "done")[0]["status"] == "complete"
+    assert recording.taken() == bench.REPLY

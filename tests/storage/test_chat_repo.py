@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +21,7 @@ from mmstudio.domain.chat.types import (
 )
 from mmstudio.errors import InvalidRequest, NotFound
 from mmstudio.storage.chat_repo import ChatRepository, fts5_query, search_words, tsquery
-from mmstudio.storage.db import session_factory
+from mmstudio.storage.runner import open_runner
 from mmstudio.storage.tables import Base
 
 T0 = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)  # in the past: "now" is always later
@@ -85,8 +86,10 @@ def msg(body: str, parent: str | None = None, minutes: float | None = None, **fi
 
 
 @pytest.fixture
-def repo(engine: Any) -> ChatRepository:
-    return ChatRepository(session_factory(engine), engine.dialect.name)
+async def repo(engine: Any) -> AsyncIterator[ChatRepository]:
+    db = open_runner(engine)  # on SQLite its own threads and connections, as in production
+    yield ChatRepository(db)
+    await db.close()
 
 
 def shape(branch: list[Message]) -> list[tuple[str, int, int]]:
@@ -224,6 +227,8 @@ async def test_unknown_conversation_is_not_found_everywhere(repo: ChatRepository
         await repo.add_message("nope", msg("hi"))
     with pytest.raises(NotFound, match="conversation nope not found"):
         await repo.set_current_leaf("nope", "whatever")
+    with pytest.raises(NotFound, match="conversation nope not found"):
+        await repo.conversation_with_branch("nope")
 
 
 # -- messages and trees -----------------------------------------------------------------------------
@@ -361,6 +366,91 @@ async def test_add_message_reports_its_place_among_siblings(repo: ChatRepository
     assert (second_root.sibling_index, second_root.sibling_count) == (2, 2)
     listed = {m.text: (m.sibling_index, m.sibling_count) for m in await repo.all_messages(conversation.id)}
     assert listed == {"root": (1, 2), "root 2": (2, 2), "d": (1, 4), "a": (2, 4), "b": (3, 4), "c": (4, 4)}
+
+
+async def test_add_turn_stores_the_question_and_its_pending_answer_at_once(repo: ChatRepository) -> None:
+    conversation = await repo.create_conversation(created_at=at(0))
+    first = await repo.add_message(conversation.id, msg("earlier question", minutes=1))
+    question, answer = await repo.add_turn(
+        conversation.id,
+        msg("again", first.id),
+        NewMessage(role="assistant", parts=[], status="pending", model_requested="openai/gpt-4o"),
+    )
+    assert (question.parent_id, answer.parent_id) == (first.id, question.id)
+    assert (question.role, question.text, answer.role, answer.status) == (
+        "user",
+        "again",
+        "assistant",
+        "pending",
+    )
+    assert answer.model_requested == "openai/gpt-4o" and answer.created_at >= question.created_at
+    assert await repo.get_message(question.id) == question
+    assert await repo.get_message(answer.id) == answer
+    after = await repo.get_conversation(conversation.id)
+    assert after.current_leaf_id == answer.id and after.updated_at == answer.updated_at
+    assert shape(await repo.active_branch(conversation.id)) == [
+        ("earlier question", 1, 1),
+        ("again", 1, 1),
+        ("", 1, 1),
+    ]
+    # A second version of the question: its place among siblings, as add_message reports it.
+    edited, _ = await repo.add_turn(
+        conversation.id, msg("again, edited", first.id), NewMessage("assistant", [])
+    )
+    assert (edited.sibling_index, edited.sibling_count) == (2, 2)
+    root, _ = await repo.add_turn(conversation.id, msg("a new root"), NewMessage("assistant", []))
+    assert root.parent_id is None and (root.sibling_index, root.sibling_count) == (2, 2)
+
+
+async def test_add_turn_stores_nothing_when_it_fails(repo: ChatRepository) -> None:
+    conversation = await repo.create_conversation()
+    other = await repo.create_conversation()
+    foreign = await repo.add_message(other.id, msg("elsewhere"))
+    taken = await repo.add_message(conversation.id, NewMessage(role="user", parts=parts("x"), id="m-1"))
+    pending = NewMessage(role="assistant", parts=[], status="pending")
+    with pytest.raises(NotFound, match="conversation nope not found"):
+        await repo.add_turn("nope", msg("q"), pending)
+    with pytest.raises(NotFound, match="message missing not found"):
+        await repo.add_turn(conversation.id, msg("q", "missing"), pending)
+    with pytest.raises(InvalidRequest, match="belongs to another conversation"):
+        await repo.add_turn(conversation.id, msg("q", foreign.id), pending)
+    with pytest.raises(InvalidRequest, match="message m-1 already exists"):  # the answer's id is taken
+        await repo.add_turn(conversation.id, msg("q", taken.id), NewMessage("assistant", [], id="m-1"))
+    with pytest.raises(InvalidRequest) as error:
+        await repo.add_turn(conversation.id, msg("q"), NewMessage("assistant", [], status="done"))  # type: ignore[arg-type]
+    assert error.value.field == "status"
+    assert [m.text for m in await repo.all_messages(conversation.id)] == ["x"]
+    assert (await repo.get_conversation(conversation.id)).current_leaf_id == taken.id
+
+
+async def test_conversation_with_branch_reads_both_at_once(repo: ChatRepository) -> None:
+    cid, ids = await build_tree(repo)
+    conversation, path = await repo.conversation_with_branch(cid)
+    assert conversation == await repo.get_conversation(cid)
+    assert path == await repo.active_branch(cid)
+    conversation, path = await repo.conversation_with_branch(cid, ids["a2b"])
+    assert path == await repo.path_to(ids["a2b"]) and conversation.id == cid
+    empty = await repo.create_conversation()
+    assert await repo.conversation_with_branch(empty.id) == (empty, [])
+    with pytest.raises(NotFound, match="conversation nope not found"):
+        await repo.conversation_with_branch("nope")
+    with pytest.raises(NotFound, match="message nope not found"):
+        await repo.conversation_with_branch(cid, "nope")
+    other = await repo.create_conversation()
+    _, path = await repo.conversation_with_branch(other.id, ids["u1"])  # the caller checks where it is
+    assert [m.conversation_id for m in path] == [cid]
+
+
+async def test_name_conversation_replaces_only_the_title_it_is_told(repo: ChatRepository) -> None:
+    conversation = await repo.create_conversation(created_at=at(0))
+    assert await repo.name_conversation(conversation.id, "Rust lifetimes", replacing="New chat") is True
+    named = await repo.get_conversation(conversation.id)
+    assert named.title == "Rust lifetimes" and named.updated_at > conversation.updated_at
+    # The user renamed it meanwhile: their title stays.
+    assert await repo.name_conversation(conversation.id, "Something else", replacing="New chat") is False
+    assert (await repo.get_conversation(conversation.id)).title == "Rust lifetimes"
+    assert await repo.name_conversation("nope", "x", replacing="New chat") is False
+    assert [c.id for c in (await repo.list_conversations(q="lifetim")).items] == [conversation.id]
 
 
 async def test_path_to_gives_root_to_leaf_with_sibling_positions(repo: ChatRepository) -> None:
@@ -555,6 +645,31 @@ async def test_interrupt_unfinished_marks_pending_and_streaming(repo: ChatReposi
     assert (got[done.id].status, got[done.id].error) == ("complete", None)
     assert (got[failed.id].status, got[failed.id].error) == ("error", "earlier")
     assert [c.id for c in (await repo.list_conversations(q="partial")).items] == [conversation.id]
+
+
+async def test_search_sees_an_answer_once_it_ends_not_while_it_streams(
+    repo: ChatRepository, engine: Any
+) -> None:
+    conversation = await repo.create_conversation()
+    pending = NewMessage(role="assistant", parts=[], status="pending")
+    _, answer = await repo.add_turn(conversation.id, msg("question"), pending)
+    await repo.update_message(answer.id, MessageProgress(parts=parts("zebras gallop"), status="streaming"))
+    assert (await repo.get_message(answer.id)).text == "zebras gallop"
+    assert (await repo.list_conversations(q="zebras")).items == []
+    final = MessageProgress(parts=parts("zebras gallop fast"), status="complete")
+    await repo.finish_message(answer.id, final, metric(answer, 0))
+    assert [c.id for c in (await repo.list_conversations(q="zebras fast")).items] == [conversation.id]
+    # Cut short by a crash: recovery makes what was streamed searchable.
+    _, cut = await repo.add_turn(conversation.id, msg("another", answer.id), pending)
+    await repo.update_message(cut.id, MessageProgress(parts=parts("okapis ar"), status="streaming"))
+    assert (await repo.list_conversations(q="okapis")).items == []
+    assert await repo.interrupt_unfinished("restarted") == 1
+    assert [h.message_id for h in await repo.search("okapis")] == [cut.id]
+    if engine.dialect.name == "sqlite":
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)")
+            )
 
 
 # -- listing ----------------------------------------------------------------------------------------
@@ -899,6 +1014,30 @@ async def test_recent_metrics_and_metric_errors(repo: ChatRepository) -> None:
     with pytest.raises(InvalidRequest, match="already has a metric"):
         await repo.add_metric(metric(answers[0], 9))
     assert len(await repo.recent_metrics()) == 3
+
+
+async def test_finish_message_writes_the_final_state_and_the_metric_at_once(repo: ChatRepository) -> None:
+    conversation = await repo.create_conversation()
+    user, answer = await repo.add_turn(
+        conversation.id, msg("question"), NewMessage(role="assistant", parts=[], status="pending")
+    )
+    await repo.update_message(answer.id, MessageProgress(parts=parts("Hel"), status="streaming"))
+    final = MessageProgress(parts=parts("Hello"), status="complete", model="openai/gpt-4o", latency_ms=100.0)
+    await repo.finish_message(answer.id, final, metric(answer, 1))
+    got = await repo.get_message(answer.id)
+    assert (got.text, got.status, got.model, got.latency_ms) == ("Hello", "complete", "openai/gpt-4o", 100.0)
+    assert list(await repo.recent_metrics()) == [metric(answer, 1)]
+    # A second finish is refused whole: the message keeps its first final state.
+    with pytest.raises(InvalidRequest, match="already has a metric"):
+        await repo.finish_message(answer.id, MessageProgress(status="error", error="late"), metric(answer, 2))
+    got = await repo.get_message(answer.id)
+    assert (got.status, got.error) == ("complete", None)
+    with pytest.raises(NotFound, match="message nope not found"):
+        await repo.finish_message("nope", final, metric(answer, 3, message_id="nope"))
+    with pytest.raises(InvalidRequest) as error:
+        await repo.finish_message(user.id, MessageProgress(status="finished"), metric(user, 4))  # type: ignore[arg-type]
+    assert error.value.field == "status"
+    assert len(await repo.recent_metrics()) == 1
 
 
 # -- deleting ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from mmstudio.storage.db import MIGRATIONS, alembic_config, create_engine, migrate, session_factory
+from mmstudio.storage.db import MIGRATIONS, alembic_config, create_engine, migrate
 from mmstudio.storage.tables import Base
 from tests.conftest import blank_postgres_database
 
@@ -280,11 +280,13 @@ async def test_recreating_sqlite_search_indexes_existing_rows(tmp_path: Path) ->
     """`create_sqlite_search()` is what a later migration that rebuilds a table calls afterwards."""
     from mmstudio.domain.chat.types import NewMessage
     from mmstudio.storage.chat_repo import ChatRepository
+    from mmstudio.storage.runner import open_runner
 
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    db = open_runner(engine)  # its own connections, which must see the recreated triggers too
     try:
         await migrate(engine)
-        repo = ChatRepository(session_factory(engine), "sqlite")
+        repo = ChatRepository(db)
         conversation = await repo.create_conversation(title="Zebra facts")
         await repo.add_message(
             conversation.id, NewMessage(role="user", parts=[{"type": "text", "text": "okapi"}])
@@ -307,6 +309,7 @@ async def test_recreating_sqlite_search_indexes_existing_rows(tmp_path: Path) ->
             for table in ("messages_fts", "conversations_fts", "document_chunks_fts"):
                 await conn.execute(text(f"INSERT INTO {table}({table}, rank) VALUES ('integrity-check', 1)"))
     finally:
+        await db.close()
         await engine.dispose()
 
 

@@ -44,9 +44,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mmstudio.domain.chat.types import (
     ROLES,
@@ -65,8 +64,9 @@ from mmstudio.domain.chat.types import (
     SearchHit,
     text_of,
 )
-from mmstudio.errors import InvalidRequest, NotFound
+from mmstudio.errors import InvalidRequest, NotFound, StudioError
 from mmstudio.storage._time import utc, utc_now
+from mmstudio.storage.runner import Runner
 from mmstudio.storage.tables import Base
 
 T = TypeVar("T")
@@ -96,6 +96,7 @@ def _columns(table: Table, cls: type[Any]) -> tuple[Column[Any], ...]:
 
 
 MESSAGE_COLUMNS = _columns(M, Message)
+MESSAGE_FIELDS = tuple(c.name for c in MESSAGE_COLUMNS)  # what a new message's row says of it
 CONVERSATION_COLUMNS = _columns(C, Conversation)
 PROFILE_COLUMNS = _columns(P, PromptProfile)
 METRIC_COLUMNS = _columns(X, MessageMetric)
@@ -137,6 +138,15 @@ def _probe(root: bool) -> Any:
 # Built once: these run on every send, where building and cache-keying statements showed in profiles.
 ROOT_PROBE, CHILD_PROBE = _probe(True), _probe(False)
 INSERT_MESSAGE = insert(M)
+GET_MESSAGE = select(*MESSAGE_COLUMNS).where(M.c.id == bindparam("message_id"))
+GET_CONVERSATION = select(*CONVERSATION_COLUMNS).where(C.c.id == bindparam("cid"))
+INSERT_CONVERSATION = insert(C).returning(*CONVERSATION_COLUMNS)
+# A generated title replaces only the one the conversation was created with, never the user's.
+NAME_CONVERSATION = (
+    update(C)
+    .where(C.c.id == bindparam("cid"), C.c.title == bindparam("replacing"))
+    .values(title=bindparam("new_title"), updated_at=bindparam("now"))
+)
 _changed = bindparam("changed", type_=M.c.updated_at.type)
 # Imports add old messages: a conversation's updated_at only ever moves forward.
 BUMP = (
@@ -266,13 +276,16 @@ def _check_choice(value: str, allowed: Sequence[str], field: str) -> None:
 
 
 class ChatRepository:
-    """Implements `mmstudio.domain.chat.store.ChatStore` on SQLite (with FTS5) or PostgreSQL."""
+    """Implements `mmstudio.domain.chat.store.ChatStore` on SQLite (with FTS5) or PostgreSQL.
 
-    def __init__(self, sessions: async_sessionmaker[Any], dialect: str) -> None:
-        if dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported dialect {dialect!r}: sqlite or postgresql")
-        self._sessions = sessions
-        self._postgres = dialect == "postgresql"
+    Each method's SQL is one unit of work, a sync function of a `Connection`, run by `db` (see
+    `storage.runner`): on SQLite files on the runner's threads, on PostgreSQL on the async engine."""
+
+    def __init__(self, db: Runner) -> None:
+        if db.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported dialect {db.dialect!r}: sqlite or postgresql")
+        self._db = db
+        self._postgres = db.dialect == "postgresql"
 
     # -- conversations ---------------------------------------------------------------------------
 
@@ -302,23 +315,40 @@ class ChatRepository:
             "created_at": when,
             "updated_at": when,
         }
-        async with self._sessions() as session, session.begin():
+
+        def work(conn: Connection) -> Row[Any]:
             if prompt_profile_id is not None:
-                await self._require_profile(session, prompt_profile_id)
-            try:
-                row = (await session.execute(insert(C).values(values).returning(*CONVERSATION_COLUMNS))).one()
-            except IntegrityError as exc:
-                raise InvalidRequest(f"conversation {values['id']} already exists", field="id") from exc
+                _require_profile(conn, prompt_profile_id)
+            return conn.execute(INSERT_CONVERSATION, values).one()
+
+        try:
+            row = await self._db.write(work)
+        except IntegrityError as exc:
+            raise InvalidRequest(f"conversation {values['id']} already exists", field="id") from exc
         return _domain(Conversation, row)
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
-        async with self._sessions() as session:
-            row = (
-                await session.execute(select(*CONVERSATION_COLUMNS).where(C.c.id == conversation_id))
-            ).first()
+        row = await self._db.read(
+            lambda conn: conn.execute(GET_CONVERSATION, {"cid": conversation_id}).first()
+        )
         if row is None:
             raise NotFound(f"conversation {conversation_id} not found")
         return _domain(Conversation, row)
+
+    async def conversation_with_branch(
+        self, conversation_id: str, leaf_id: str | None = None
+    ) -> tuple[Conversation, list[Message]]:
+        def work(conn: Connection) -> tuple[Row[Any] | None, Sequence[Row[Any]]]:
+            row = conn.execute(GET_CONVERSATION, {"cid": conversation_id}).first()
+            leaf = leaf_id if leaf_id is not None else row.current_leaf_id if row is not None else None
+            return row, conn.execute(BRANCH_TO, {"leaf": leaf}).all() if leaf is not None else []
+
+        row, rows = await self._db.read(work)
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        if leaf_id is not None and not rows:
+            raise NotFound(f"message {leaf_id} not found")
+        return _domain(Conversation, row), [_domain(Message, r) for r in rows]
 
     async def list_conversations(
         self, *, q: str | None = None, limit: int = 50, offset: int = 0, archived: bool = False
@@ -338,9 +368,10 @@ class ChatRepository:
             .limit(limit)
             .offset(offset)
         )
-        async with self._sessions() as session:
-            total = (await session.execute(select(func.count()).select_from(C).where(*where))).scalar_one()
-            rows = (await session.execute(page)).all()
+
+        def work(conn: Connection) -> tuple[int, Sequence[Row[Any]], dict[str, int]]:
+            total = conn.execute(select(func.count()).select_from(C).where(*where)).scalar_one()
+            rows = conn.execute(page).all()
             counts: dict[str, int] = {}
             if rows:
                 grouped = (
@@ -348,9 +379,12 @@ class ChatRepository:
                     .where(M.c.conversation_id.in_([r.id for r in rows]))
                     .group_by(M.c.conversation_id)
                 )
-                counts = {cid: n for cid, n in (await session.execute(grouped)).all()}
+                counts = {cid: n for cid, n in conn.execute(grouped).all()}
+            return int(total), rows, counts
+
+        total, rows, counts = await self._db.read(work)
         items = [_domain(Conversation, r, message_count=counts.get(r.id, 0)) for r in rows]
-        return ConversationPage(items=items, total=int(total), limit=limit, offset=offset)
+        return ConversationPage(items=items, total=total, limit=limit, offset=offset)
 
     async def update_conversation(self, conversation_id: str, update: ConversationUpdate) -> Conversation:
         values: dict[str, Any] = {"conversation_id_": conversation_id, "updated_at": utc_now()}
@@ -371,19 +405,25 @@ class ChatRepository:
             values["pinned"] = update.pinned
         if update.archived is not None:
             values["archived"] = update.archived
-        async with self._sessions() as session, session.begin():
+
+        def work(conn: Connection) -> Row[Any] | None:
             if values.get("prompt_profile_id") is not None:
-                await self._require_profile(session, values["prompt_profile_id"])
-            row = (await session.execute(UPDATE_CONVERSATION, values)).first()
+                _require_profile(conn, values["prompt_profile_id"])
+            return conn.execute(UPDATE_CONVERSATION, values).first()
+
+        row = await self._db.write(work)
         if row is None:
             raise NotFound(f"conversation {conversation_id} not found")
         return _domain(Conversation, row)
 
+    async def name_conversation(self, conversation_id: str, title: str, *, replacing: str) -> bool:
+        values = {"cid": conversation_id, "new_title": title[:300], "replacing": replacing, "now": utc_now()}
+        return bool(await self._db.write(lambda conn: conn.execute(NAME_CONVERSATION, values).rowcount))
+
     async def delete_conversation(self, conversation_id: str) -> None:
         # Messages, their metrics and the conversation's documents go with it (ON DELETE CASCADE).
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(C).where(C.c.id == conversation_id))
-        if not getattr(result, "rowcount", 0):
+        statement = delete(C).where(C.c.id == conversation_id)
+        if not await self._db.write(lambda conn: conn.execute(statement).rowcount):
             raise NotFound(f"conversation {conversation_id} not found")
 
     async def set_current_leaf(self, conversation_id: str, message_id: str) -> None:
@@ -393,134 +433,111 @@ class ChatRepository:
             .where(C.c.id == conversation_id, belongs)
             .values(current_leaf_id=message_id, updated_at=utc_now())
         )
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)
-            if not getattr(result, "rowcount", 0):
-                await self._require_conversation(session, conversation_id)
-                owner = await session.scalar(select(M.c.conversation_id).where(M.c.id == message_id))
-                if owner is None:
-                    raise NotFound(f"message {message_id} not found")
-                raise InvalidRequest(
-                    f"message {message_id} belongs to another conversation", field="message_id"
-                )
+
+        def work(conn: Connection) -> None:
+            if conn.execute(statement).rowcount:
+                return
+            _require_conversation(conn, conversation_id)
+            owner = conn.scalar(select(M.c.conversation_id).where(M.c.id == message_id))
+            if owner is None:
+                raise NotFound(f"message {message_id} not found")
+            raise InvalidRequest(f"message {message_id} belongs to another conversation", field="message_id")
+
+        await self._db.write(work)
 
     # -- messages --------------------------------------------------------------------------------
 
     async def add_message(
         self, conversation_id: str, message: NewMessage, *, make_current: bool = True
     ) -> Message:
-        _check_choice(message.role, ROLES, "role")
-        _check_choice(message.status, STATUSES, "status")
-        unknown = set(message.extra) - EXTRA_FIELDS
-        if unknown:
-            raise InvalidRequest(
-                f"unknown message fields {', '.join(sorted(unknown))}; "
-                f"allowed: {', '.join(sorted(EXTRA_FIELDS))}",
-                field="extra",
-            )
-        extra = dict(message.extra)
-        created = utc(message.created_at) if message.created_at is not None else utc_now()
-        changed = utc(extra.pop("updated_at")) if extra.get("updated_at") is not None else created
-        if message.id is not None and not 0 < len(message.id) <= 36:
-            raise InvalidRequest("a message id has 1 to 36 characters", field="id")
-        message_id = message.id or str(uuid.uuid4())
-        parent = message.parent_id
-        values = {
-            "id": message_id,
-            "conversation_id": conversation_id,
-            "parent_id": parent,
-            "role": message.role,
-            "parts": message.parts,
-            "text": text_of(message.parts),
-            "status": message.status,
-            "model_requested": message.model_requested,
-            "created_at": created,
-            "updated_at": changed,
-            **extra,
-        }
+        (added,) = await self._add(conversation_id, [_message_values(conversation_id, message)], make_current)
+        return added
+
+    async def add_turn(
+        self, conversation_id: str, question: NewMessage, answer: NewMessage
+    ) -> tuple[Message, Message]:
+        first = _message_values(conversation_id, question)
+        second = _message_values(conversation_id, dataclasses.replace(answer, parent_id=first["id"]))
+        added, answering = await self._add(conversation_id, [first, second], True)
+        return added, answering
+
+    async def _add(
+        self, conversation_id: str, rows: list[dict[str, Any]], make_current: bool
+    ) -> list[Message]:
+        """Insert `rows` in one transaction: the first under its parent (checked), each next one under
+        the one before it (new, so it has no siblings), bumping the conversation once."""
+        first = rows[0]
+        parent = first["parent_id"]
+        changed = max(row["updated_at"] for row in rows)
+
+        def work(conn: Connection) -> tuple[int, int]:
+            probe = ROOT_PROBE if parent is None else CHILD_PROBE
+            params = {"cid": conversation_id, "parent": parent, "created": first["created_at"]}
+            found = conn.execute(probe, params).first()
+            if found is None:
+                raise NotFound(f"conversation {conversation_id} not found")
+            _, owner, sibling_count, before = found
+            if parent is not None and owner is None:
+                raise NotFound(f"message {parent} not found")
+            if parent is not None and owner != conversation_id:
+                raise InvalidRequest(f"message {parent} belongs to another conversation", field="parent_id")
+            for row in rows:
+                conn.execute(INSERT_MESSAGE, row)
+            bump = BUMP_AND_MAKE_CURRENT if make_current else BUMP
+            conn.execute(bump, {"cid": conversation_id, "changed": changed, "leaf": rows[-1]["id"]})
+            return sibling_count, before
+
         try:
-            async with self._sessions() as session, session.begin():
-                probe = ROOT_PROBE if parent is None else CHILD_PROBE
-                params = {"cid": conversation_id, "parent": parent, "created": created}
-                found = (await session.execute(probe, params)).first()
-                if found is None:
-                    raise NotFound(f"conversation {conversation_id} not found")
-                _, owner, sibling_count, before = found
-                if parent is not None and owner is None:
-                    raise NotFound(f"message {parent} not found")
-                if parent is not None and owner != conversation_id:
-                    raise InvalidRequest(
-                        f"message {parent} belongs to another conversation", field="parent_id"
-                    )
-                await session.execute(INSERT_MESSAGE, values)
-                bump = BUMP_AND_MAKE_CURRENT if make_current else BUMP
-                await session.execute(bump, {"cid": conversation_id, "changed": changed, "leaf": message_id})
+            sibling_count, before = await self._db.write(work)
         except IntegrityError as exc:
             # A duplicate id, or the conversation or parent was deleted after the probe.
-            async with self._sessions() as session:
-                taken = await session.scalar(select(M.c.seq).where(M.c.id == message_id))
+            ids = [row["id"] for row in rows]
+            taken = await self._db.read(lambda conn: conn.scalar(select(M.c.id).where(M.c.id.in_(ids))))
             if taken is not None:
-                raise InvalidRequest(f"message {message_id} already exists", field="id") from exc
+                raise InvalidRequest(f"message {taken} already exists", field="id") from exc
             raise NotFound(f"conversation {conversation_id} or message {parent} no longer exists") from exc
-        return Message(
-            id=message_id,
-            conversation_id=conversation_id,
-            parent_id=parent,
-            role=message.role,
-            parts=message.parts,
-            status=message.status,
-            created_at=created,
-            updated_at=changed,
-            error=extra.get("error"),
-            model_requested=message.model_requested,
-            model=extra.get("model"),
-            provider=extra.get("provider"),
-            input_tokens=extra.get("input_tokens"),
-            output_tokens=extra.get("output_tokens"),
-            latency_ms=extra.get("latency_ms"),
-            ttft_ms=extra.get("ttft_ms"),
-            attempts=extra.get("attempts"),
-            sibling_count=sibling_count + 1,
-            sibling_index=before + 1,
-        )
+        added = [_message_of(first, sibling_count + 1, before + 1)]
+        return added + [_message_of(row, 1, 1) for row in rows[1:]]
 
     async def get_message(self, message_id: str) -> Message:
-        async with self._sessions() as session:
-            row = (await session.execute(select(*MESSAGE_COLUMNS).where(M.c.id == message_id))).first()
+        row = await self._db.read(lambda conn: conn.execute(GET_MESSAGE, {"message_id": message_id}).first())
         if row is None:
             raise NotFound(f"message {message_id} not found")
         return _domain(Message, row)
 
     async def update_message(self, message_id: str, progress: MessageProgress) -> None:
-        values: dict[str, Any] = {"message_id_": message_id, "updated_at": utc_now()}
-        if progress.parts is not None:
-            values["parts"] = progress.parts
-            values["text"] = text_of(progress.parts)
-        if progress.status is not None:
-            _check_choice(progress.status, STATUSES, "status")
-            values["status"] = progress.status
-        for name in PROGRESS_FIELDS:
-            value = getattr(progress, name)
-            if value is not None:
-                values[name] = value
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(UPDATE_MESSAGE, values)
-        if not getattr(result, "rowcount", 0):
+        values = _progress_values(message_id, progress)
+        if not await self._db.write(lambda conn: conn.execute(UPDATE_MESSAGE, values).rowcount):
             raise NotFound(f"message {message_id} not found")
 
+    async def finish_message(self, message_id: str, progress: MessageProgress, metric: MessageMetric) -> None:
+        values = _progress_values(message_id, progress)
+        measured = _metric_values(metric)
+
+        def work(conn: Connection) -> None:
+            if not conn.execute(UPDATE_MESSAGE, values).rowcount:
+                raise NotFound(f"message {message_id} not found")
+            conn.execute(INSERT_METRIC, measured)
+
+        try:
+            await self._db.write(work)
+        except IntegrityError as exc:
+            raise await self._metric_refused(metric) from exc
+
     async def path_to(self, message_id: str) -> list[Message]:
-        async with self._sessions() as session:
-            rows = (await session.execute(BRANCH_TO, {"leaf": message_id})).all()
+        rows = await self._db.read(lambda conn: conn.execute(BRANCH_TO, {"leaf": message_id}).all())
         if not rows:
             raise NotFound(f"message {message_id} not found")
         return [_domain(Message, r) for r in rows]
 
     async def active_branch(self, conversation_id: str) -> list[Message]:
-        async with self._sessions() as session:
-            rows = (await session.execute(ACTIVE_BRANCH, {"cid": conversation_id})).all()
+        def work(conn: Connection) -> Sequence[Row[Any]]:
+            rows = conn.execute(ACTIVE_BRANCH, {"cid": conversation_id}).all()
             if not rows:
-                await self._require_conversation(session, conversation_id)
-        return [_domain(Message, r) for r in rows]
+                _require_conversation(conn, conversation_id)
+            return rows
+
+        return [_domain(Message, r) for r in await self._db.read(work)]
 
     async def all_messages(self, conversation_id: str) -> list[Message]:
         statement = (
@@ -528,10 +545,14 @@ class ChatRepository:
             .where(M.c.conversation_id == conversation_id)
             .order_by(M.c.created_at, M.c.seq)
         )
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
+
+        def work(conn: Connection) -> Sequence[Row[Any]]:
+            rows = conn.execute(statement).all()
             if not rows:
-                await self._require_conversation(session, conversation_id)
+                _require_conversation(conn, conversation_id)
+            return rows
+
+        rows = await self._db.read(work)
         # Rows come oldest first, so a message's position among its siblings is its arrival order.
         counts: dict[str | None, int] = {}
         positions: list[int] = []
@@ -544,8 +565,7 @@ class ChatRepository:
         ]
 
     async def newest_leaf_under(self, message_id: str) -> str:
-        async with self._sessions() as session:
-            leaf = await session.scalar(NEWEST_LEAF, {"message_id": message_id})
+        leaf = await self._db.read(lambda conn: conn.scalar(NEWEST_LEAF, {"message_id": message_id}))
         if leaf is None:
             raise NotFound(f"message {message_id} not found")
         return str(leaf)
@@ -564,21 +584,26 @@ class ChatRepository:
             .where(same_parent)
             .order_by(s.c.created_at, s.c.seq)
         )
-        async with self._sessions() as session:
-            ids = list((await session.scalars(statement)).all())
+        ids: list[str] = await self._db.read(lambda conn: list(conn.scalars(statement).all()))
         if not ids:
             raise NotFound(f"message {message_id} not found")
         return ids
 
     async def interrupt_unfinished(self, reason: str) -> int:
-        statement = (
+        unfinished = select(M.c.id, M.c.parts).where(M.c.status.in_(UNFINISHED))
+        # Streaming writes left `text` (what search indexes) behind the parts: catch it up here.
+        end = (
             update(M)
-            .where(M.c.status.in_(UNFINISHED))
-            .values(status="interrupted", error=reason, updated_at=utc_now())
+            .where(M.c.id == bindparam("mid"), M.c.status.in_(UNFINISHED))
+            .values(status="interrupted", error=reason, updated_at=utc_now(), text=bindparam("body"))
         )
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)
-        return int(getattr(result, "rowcount", 0) or 0)
+
+        def work(conn: Connection) -> int:
+            rows = conn.execute(unfinished).all()
+            ended = [conn.execute(end, {"mid": mid, "body": text_of(p)}).rowcount for mid, p in rows]
+            return sum(ended)
+
+        return await self._db.write(work)
 
     async def search(self, q: str, *, limit: int = 10) -> list[SearchHit]:
         """Message hits best first, then conversations whose title matches but none of whose messages
@@ -586,11 +611,8 @@ class ChatRepository:
         words = search_words(q)
         if not words or limit < 1:
             return []
-        async with self._sessions() as session:
-            if self._postgres:
-                messages, titles = await self._search_pg(session, words, limit)
-            else:
-                messages, titles = await self._search_sqlite(session, words, limit)
+        find = _search_pg if self._postgres else _search_sqlite
+        messages, titles = await self._db.read(lambda conn: find(conn, words, limit))
         seen = {hit.conversation_id for hit in messages}
         title_hits = [
             SearchHit(conversation_id=cid, message_id=None, title=title, snippet=title)
@@ -598,58 +620,6 @@ class ChatRepository:
             if cid not in seen
         ]
         return (messages + title_hits)[:limit]
-
-    async def _search_sqlite(
-        self, session: AsyncSession, words: Sequence[str], limit: int
-    ) -> tuple[list[SearchHit], list[tuple[str, str]]]:
-        query = {"fts": fts5_query(words), "limit": limit}
-        messages = await session.execute(
-            text(
-                "SELECT m.conversation_id, m.id, c.title, "
-                f"snippet(messages_fts, 0, '', '', '…', {SNIPPET_TOKENS}) "
-                "FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid "
-                "JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE messages_fts MATCH :fts ORDER BY messages_fts.rank, m.seq DESC LIMIT :limit"
-            ),
-            query,
-        )
-        hits = [SearchHit(conversation_id=c, message_id=m, title=t, snippet=s) for c, m, t, s in messages]
-        titles = await session.execute(
-            text(
-                "SELECT conversation_id, title FROM conversations_fts "
-                "WHERE conversations_fts MATCH :fts ORDER BY rank LIMIT :limit"
-            ),
-            query,
-        )
-        return hits, [(c, t) for c, t in titles]
-
-    async def _search_pg(
-        self, session: AsyncSession, words: Sequence[str], limit: int
-    ) -> tuple[list[SearchHit], list[tuple[str, str]]]:
-        query = {"tsq": tsquery(words), "limit": limit}
-        messages = await session.execute(
-            text(
-                "SELECT m.conversation_id, m.id, c.title, m.text "
-                "FROM messages m JOIN conversations c ON c.id = m.conversation_id, "
-                "to_tsquery('simple', :tsq) q "
-                "WHERE to_tsvector('simple', m.text) @@ q "
-                "ORDER BY ts_rank(to_tsvector('simple', m.text), q) DESC, m.seq DESC LIMIT :limit"
-            ),
-            query,
-        )
-        hits = [
-            SearchHit(conversation_id=c, message_id=m, title=t, snippet=_snippet(body, words))
-            for c, m, t, body in messages
-        ]
-        titles = await session.execute(
-            text(
-                "SELECT c.id, c.title FROM conversations c, to_tsquery('simple', :tsq) q "
-                "WHERE to_tsvector('simple', c.title) @@ q "
-                "ORDER BY ts_rank(to_tsvector('simple', c.title), q) DESC, c.updated_at DESC LIMIT :limit"
-            ),
-            query,
-        )
-        return hits, [(c, t) for c, t in titles]
 
     # -- prompt profiles -------------------------------------------------------------------------
 
@@ -667,24 +637,25 @@ class ChatRepository:
             "created_at": now,
             "updated_at": now,
         }
+
+        def work(conn: Connection) -> Row[Any]:
+            _name_free(conn, name, None)
+            return conn.execute(insert(P).values(values).returning(*PROFILE_COLUMNS)).one()
+
         try:
-            async with self._sessions() as session, session.begin():
-                await self._name_free(session, name, None)
-                row = (await session.execute(insert(P).values(values).returning(*PROFILE_COLUMNS))).one()
+            row = await self._db.write(work)
         except IntegrityError as exc:  # created concurrently since the check
             raise InvalidRequest(f"a prompt profile named {name!r} already exists", field="name") from exc
         return _domain(PromptProfile, row)
 
     async def list_prompt_profiles(self) -> list[PromptProfile]:
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(select(*PROFILE_COLUMNS).order_by(func.lower(P.c.name), P.c.id))
-            ).all()
+        statement = select(*PROFILE_COLUMNS).order_by(func.lower(P.c.name), P.c.id)
+        rows = await self._db.read(lambda conn: conn.execute(statement).all())
         return [_domain(PromptProfile, r) for r in rows]
 
     async def get_prompt_profile(self, profile_id: str) -> PromptProfile:
-        async with self._sessions() as session:
-            row = (await session.execute(select(*PROFILE_COLUMNS).where(P.c.id == profile_id))).first()
+        statement = select(*PROFILE_COLUMNS).where(P.c.id == profile_id)
+        row = await self._db.read(lambda conn: conn.execute(statement).first())
         if row is None:
             raise NotFound(f"prompt profile {profile_id} not found")
         return _domain(PromptProfile, row)
@@ -701,10 +672,13 @@ class ChatRepository:
             "updated_at": utc_now(),
         }
         statement = update(P).where(P.c.id == profile_id).values(values).returning(*PROFILE_COLUMNS)
+
+        def work(conn: Connection) -> Row[Any] | None:
+            _name_free(conn, name, profile_id)
+            return conn.execute(statement).first()
+
         try:
-            async with self._sessions() as session, session.begin():
-                await self._name_free(session, name, profile_id)
-                row = (await session.execute(statement)).first()
+            row = await self._db.write(work)
         except IntegrityError as exc:  # renamed concurrently since the check
             raise InvalidRequest(f"a prompt profile named {name!r} already exists", field="name") from exc
         if row is None:
@@ -713,44 +687,26 @@ class ChatRepository:
 
     async def delete_prompt_profile(self, profile_id: str) -> None:
         # Conversations using it keep going without one (ON DELETE SET NULL).
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(delete(P).where(P.c.id == profile_id))
-        if not getattr(result, "rowcount", 0):
+        statement = delete(P).where(P.c.id == profile_id)
+        if not await self._db.write(lambda conn: conn.execute(statement).rowcount):
             raise NotFound(f"prompt profile {profile_id} not found")
-
-    async def _name_free(self, session: AsyncSession, name: str, own_id: str | None) -> None:
-        # Case-insensitive on both dialects (the unique constraint alone is case-sensitive). Two
-        # concurrent creates of "A" and "a" could both pass; the constraint still stops exact twins.
-        clash = select(P.c.name).where(func.lower(P.c.name) == name.lower())
-        if own_id is not None:
-            clash = clash.where(P.c.id != own_id)
-        existing = await session.scalar(clash.limit(1))
-        if existing is not None:
-            raise InvalidRequest(f"a prompt profile named {existing!r} already exists", field="name")
-
-    async def _require_profile(self, session: AsyncSession, profile_id: str) -> None:
-        if await session.scalar(select(P.c.id).where(P.c.id == profile_id)) is None:
-            raise NotFound(f"prompt profile {profile_id} not found")
-
-    async def _require_conversation(self, session: AsyncSession, conversation_id: str) -> None:
-        if await session.scalar(select(C.c.id).where(C.c.id == conversation_id)) is None:
-            raise NotFound(f"conversation {conversation_id} not found")
 
     # -- metrics ---------------------------------------------------------------------------------
 
     async def add_metric(self, metric: MessageMetric) -> None:
-        values = {**dataclasses.asdict(metric), "created_at": utc(metric.created_at)}
+        values = _metric_values(metric)
         try:
-            async with self._sessions() as session, session.begin():
-                await session.execute(INSERT_METRIC, values)
+            await self._db.write(lambda conn: conn.execute(INSERT_METRIC, values))
         except IntegrityError as exc:
-            async with self._sessions() as session:
-                known = await session.scalar(select(M.c.id).where(M.c.id == metric.message_id))
-            if known is None:
-                raise NotFound(f"message {metric.message_id} not found") from exc
-            raise InvalidRequest(
-                f"message {metric.message_id} already has a metric", field="message_id"
-            ) from exc
+            raise await self._metric_refused(metric) from exc
+
+    async def _metric_refused(self, metric: MessageMetric) -> StudioError:
+        """Why the database refused `metric`: its message is gone, or it already has one."""
+        message_id = metric.message_id
+        known = await self._db.read(lambda conn: conn.scalar(select(M.c.id).where(M.c.id == message_id)))
+        if known is None:
+            return NotFound(f"message {message_id} not found")
+        return InvalidRequest(f"message {message_id} already has a metric", field="message_id")
 
     async def metrics_by_model(self, *, since: datetime | None = None) -> list[ModelChatStats]:
         """Per model (NULL models as "unknown"), busiest first. Latency, TTFT and tokens/s averages and
@@ -777,15 +733,17 @@ class ChatRepository:
             columns.append(func.percentile_cont(0.5).within_group(when_done(X.c.latency_ms)))
         window = [X.c.created_at >= utc(since)] if since is not None else []
         statement = select(*columns).where(*window).group_by(model)
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
-            medians: dict[str, float | None] = {}
-            if not self._postgres:
-                latencies: dict[str, list[float]] = {}
-                narrow = select(model, X.c.latency_ms).where(*window, done, X.c.latency_ms.is_not(None))
-                for name, latency in (await session.execute(narrow)).all():
-                    latencies.setdefault(name, []).append(latency)
-                medians = {name: statistics.median(values) for name, values in latencies.items()}
+        narrow = select(model, X.c.latency_ms).where(*window, done, X.c.latency_ms.is_not(None))
+
+        def work(conn: Connection) -> tuple[Sequence[Any], Sequence[Any]]:
+            latencies = [] if self._postgres else conn.execute(narrow).all()
+            return conn.execute(statement).all(), latencies
+
+        rows, latency_rows = await self._db.read(work)
+        latencies: dict[str, list[float]] = {}
+        for name, latency in latency_rows:
+            latencies.setdefault(name, []).append(latency)
+        medians = {name: statistics.median(values) for name, values in latencies.items()}
         stats = [
             ModelChatStats(
                 model=row[0],
@@ -805,9 +763,148 @@ class ChatRepository:
 
     async def recent_metrics(self, *, limit: int = 100) -> Sequence[MessageMetric]:
         statement = select(*METRIC_COLUMNS).order_by(X.c.created_at.desc(), X.c.message_id).limit(limit)
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
+        rows = await self._db.read(lambda conn: conn.execute(statement).all())
         return [_domain(MessageMetric, r) for r in rows]
+
+
+# -- the parts of units of work that several methods share ------------------------------------------
+
+
+def _message_values(conversation_id: str, message: NewMessage) -> dict[str, Any]:
+    """The `messages` row of a new message, checked; its id generated unless given."""
+    _check_choice(message.role, ROLES, "role")
+    _check_choice(message.status, STATUSES, "status")
+    unknown = set(message.extra) - EXTRA_FIELDS
+    if unknown:
+        raise InvalidRequest(
+            f"unknown message fields {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(EXTRA_FIELDS))}",
+            field="extra",
+        )
+    extra = dict(message.extra)
+    created = utc(message.created_at) if message.created_at is not None else utc_now()
+    changed = utc(extra.pop("updated_at")) if extra.get("updated_at") is not None else created
+    if message.id is not None and not 0 < len(message.id) <= 36:
+        raise InvalidRequest("a message id has 1 to 36 characters", field="id")
+    return {
+        "id": message.id or str(uuid.uuid4()),
+        "conversation_id": conversation_id,
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "parts": message.parts,
+        "text": text_of(message.parts),
+        "status": message.status,
+        "model_requested": message.model_requested,
+        "created_at": created,
+        "updated_at": changed,
+        **extra,
+    }
+
+
+def _message_of(values: dict[str, Any], sibling_count: int, sibling_index: int) -> Message:
+    """The `Message` a row of `_message_values` became (no read back)."""
+    fields: dict[str, Any] = {name: values.get(name) for name in MESSAGE_FIELDS}
+    return Message(**fields, sibling_count=sibling_count, sibling_index=sibling_index)
+
+
+def _progress_values(message_id: str, progress: MessageProgress) -> dict[str, Any]:
+    """`UPDATE_MESSAGE`'s parameters: the fields `progress` sets, and updated_at."""
+    values: dict[str, Any] = {"message_id_": message_id, "updated_at": utc_now()}
+    if progress.parts is not None:
+        values["parts"] = progress.parts
+        if progress.status not in UNFINISHED:
+            # `text` is what search indexes (FTS5 triggers, GIN index): re-indexing a growing answer
+            # on every streaming write was two thirds of its SQLite time (measured, bench/README.md), so
+            # it catches up with the parts when the message ends (interrupt_unfinished after a crash).
+            values["text"] = text_of(progress.parts)
+    if progress.status is not None:
+        _check_choice(progress.status, STATUSES, "status")
+        values["status"] = progress.status
+    for name in PROGRESS_FIELDS:
+        value = getattr(progress, name)
+        if value is not None:
+            values[name] = value
+    return values
+
+
+def _metric_values(metric: MessageMetric) -> dict[str, Any]:
+    # Not dataclasses.asdict: it deep-copies every value, a cost every send paid.
+    return {**{c.name: getattr(metric, c.name) for c in METRIC_COLUMNS}, "created_at": utc(metric.created_at)}
+
+
+def _search_sqlite(
+    conn: Connection, words: Sequence[str], limit: int
+) -> tuple[list[SearchHit], list[tuple[str, str]]]:
+    query = {"fts": fts5_query(words), "limit": limit}
+    messages = conn.execute(
+        text(
+            "SELECT m.conversation_id, m.id, c.title, "
+            f"snippet(messages_fts, 0, '', '', '…', {SNIPPET_TOKENS}) "
+            "FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE messages_fts MATCH :fts ORDER BY messages_fts.rank, m.seq DESC LIMIT :limit"
+        ),
+        query,
+    )
+    hits = [SearchHit(conversation_id=c, message_id=m, title=t, snippet=s) for c, m, t, s in messages]
+    titles = conn.execute(
+        text(
+            "SELECT conversation_id, title FROM conversations_fts "
+            "WHERE conversations_fts MATCH :fts ORDER BY rank LIMIT :limit"
+        ),
+        query,
+    )
+    return hits, [(c, t) for c, t in titles]
+
+
+def _search_pg(
+    conn: Connection, words: Sequence[str], limit: int
+) -> tuple[list[SearchHit], list[tuple[str, str]]]:
+    query = {"tsq": tsquery(words), "limit": limit}
+    messages = conn.execute(
+        text(
+            "SELECT m.conversation_id, m.id, c.title, m.text "
+            "FROM messages m JOIN conversations c ON c.id = m.conversation_id, "
+            "to_tsquery('simple', :tsq) q "
+            "WHERE to_tsvector('simple', m.text) @@ q "
+            "ORDER BY ts_rank(to_tsvector('simple', m.text), q) DESC, m.seq DESC LIMIT :limit"
+        ),
+        query,
+    )
+    hits = [
+        SearchHit(conversation_id=c, message_id=m, title=t, snippet=_snippet(body, words))
+        for c, m, t, body in messages
+    ]
+    titles = conn.execute(
+        text(
+            "SELECT c.id, c.title FROM conversations c, to_tsquery('simple', :tsq) q "
+            "WHERE to_tsvector('simple', c.title) @@ q "
+            "ORDER BY ts_rank(to_tsvector('simple', c.title), q) DESC, c.updated_at DESC LIMIT :limit"
+        ),
+        query,
+    )
+    return hits, [(c, t) for c, t in titles]
+
+
+def _name_free(conn: Connection, name: str, own_id: str | None) -> None:
+    # Case-insensitive on both dialects (the unique constraint alone is case-sensitive). Two
+    # concurrent creates of "A" and "a" could both pass; the constraint still stops exact twins.
+    clash = select(P.c.name).where(func.lower(P.c.name) == name.lower())
+    if own_id is not None:
+        clash = clash.where(P.c.id != own_id)
+    existing = conn.scalar(clash.limit(1))
+    if existing is not None:
+        raise InvalidRequest(f"a prompt profile named {existing!r} already exists", field="name")
+
+
+def _require_profile(conn: Connection, profile_id: str) -> None:
+    if conn.scalar(select(P.c.id).where(P.c.id == profile_id)) is None:
+        raise NotFound(f"prompt profile {profile_id} not found")
+
+
+def _require_conversation(conn: Connection, conversation_id: str) -> None:
+    if conn.scalar(select(C.c.id).where(C.c.id == conversation_id)) is None:
+        raise NotFound(f"conversation {conversation_id} not found")
 
 
 def _profile_name(name: str) -> str:

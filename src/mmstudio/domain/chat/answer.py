@@ -36,6 +36,7 @@ class AnswerPlan:
     """Everything decided before the model is called."""
 
     conversation_id: str
+    title: str  # the conversation's, when the answer started
     message: Message  # the pending assistant message
     branch: list[Message]  # root → the user message being answered
     model: str | None  # the reference to route (None: the configured default)
@@ -137,8 +138,7 @@ class AnswerRun:
 
     async def _finish(self) -> None:
         try:
-            await self._write(final=True)
-            await self.store.add_metric(self._metric())
+            await self.store.finish_message(self.plan.message.id, self._progress(final=True), self._metric())
         except Exception:
             log.exception("could not store the end of answer %s", self.plan.message.id)
         payload = self._summary()
@@ -271,8 +271,11 @@ class AnswerRun:
             )
         self.fallback = self.fallback or info.fallback
 
-    async def _write(self, *, final: bool = False) -> None:
+    async def _write(self) -> None:
         self._last_write = time.monotonic()
+        await self.store.update_message(self.plan.message.id, self._progress())
+
+    def _progress(self, *, final: bool = False) -> MessageProgress:
         progress = MessageProgress(
             parts=[dict(p) for p in self.parts],
             status=self.status,  # type: ignore[arg-type]
@@ -286,7 +289,7 @@ class AnswerRun:
             progress.output_tokens = self.usage.output_tokens or None
             progress.latency_ms = self.latency_ms
             progress.ttft_ms = self.ttft_ms
-        await self.store.update_message(self.plan.message.id, progress)
+        return progress
 
     def tokens_per_second(self) -> float | None:
         out = self.usage.output_tokens

@@ -182,6 +182,7 @@ class ChatService:
         `system` (new conversations only) becomes the conversation's first message."""
         parts = user_parts(content)
         created = False
+        path: list[Message] = []  # root → the parent of the new message
         if conversation_id is None:
             if parent_id is not None:
                 raise InvalidRequest("parent_id needs its conversation_id", field="parent_id")
@@ -193,9 +194,13 @@ class ChatService:
                 root = await self.store.add_message(
                     conversation.id, NewMessage("system", [{"type": "text", "text": system}])
                 )
-                parent_id = root.id
+                parent_id, path = root.id, [root]
         else:
-            conversation = await self.store.get_conversation(conversation_id)
+            # The parent (default: the current leaf) to check, and the history the model will see.
+            conversation, path = await self.store.conversation_with_branch(conversation_id, parent_id)
+            if path:
+                parent_id = path[-1].id
+                self._check_parent(path[-1], conversation.id)
             routing = _routing(routing_profile) if routing_profile else conversation.routing_profile
             chosen = self._check_model(model, routing) if model else None
             # The selection the user just made is the conversation's from now on; a client that sends
@@ -209,18 +214,14 @@ class ChatService:
             )
             if changes.model or changes.prompt_profile_id or changes.routing_profile:
                 conversation = await self.update_conversation(conversation.id, changes)
-        if parent_id is None and not created:
-            parent_id = conversation.current_leaf_id
-        if parent_id is not None:
-            parent = await self.store.get_message(parent_id)
-            self._check_parent(parent, conversation.id)
         ref, profile = await self._answer_settings(conversation, None)  # its model is the one chosen
-        user = await self.store.add_message(conversation.id, NewMessage("user", parts, parent_id=parent_id))
-        return await self._answer(conversation, user, ref, profile, created=created)
+        question = NewMessage("user", parts, parent_id=parent_id)
+        return await self._answer(conversation, path, question, ref, profile, created=created)
 
     async def edit(self, message_id: str, content: Any, *, model: str | None = None) -> Started:
         """A new version of a user message (a sibling), then its answer."""
-        original = await self.store.get_message(message_id)
+        path = await self.store.path_to(message_id)
+        original = path[-1]
         if original.role != "user":
             raise InvalidRequest(
                 f"message {message_id} is a {original.role} message; only user messages can be edited "
@@ -230,28 +231,25 @@ class ChatService:
         parts = user_parts(content)
         conversation = await self.store.get_conversation(original.conversation_id)
         ref, profile = await self._answer_settings(conversation, model)
-        user = await self.store.add_message(
-            conversation.id, NewMessage("user", parts, parent_id=original.parent_id)
-        )
-        return await self._answer(conversation, user, ref, profile)
+        question = NewMessage("user", parts, parent_id=original.parent_id)
+        return await self._answer(conversation, path[:-1], question, ref, profile)
 
     async def regenerate(self, message_id: str, *, model: str | None = None) -> Started:
         """A new answer: a sibling of an assistant message, or another answer to a user message."""
-        message = await self.store.get_message(message_id)
+        path = await self.store.path_to(message_id)
+        message = path[-1]
         if message.role == "assistant":
             if message.parent_id is None:
                 raise InvalidRequest(f"message {message_id} answers nothing", field="message_id")
-            user = await self.store.get_message(message.parent_id)
-        elif message.role == "user":
-            user = message
-        else:
+            path = path[:-1]  # ends with the message it answered
+        elif message.role != "user":
             raise InvalidRequest(
                 f"message {message_id} is a {message.role} message; regenerate an assistant or user message",
                 field="message_id",
             )
         conversation = await self.store.get_conversation(message.conversation_id)
         ref, profile = await self._answer_settings(conversation, model)
-        return await self._answer(conversation, user, ref, profile, user_is_new=False)
+        return await self._answer(conversation, path, None, ref, profile)
 
     def running(self, message_id: str) -> Generation | None:
         return self._running.get(message_id)
@@ -346,18 +344,24 @@ class ChatService:
     async def _answer(
         self,
         conversation: Conversation,
-        user: Message,
+        path: list[Message],
+        question: NewMessage | None,
         ref: str | None,
         profile: PromptProfile | None,
         *,
         created: bool = False,
-        user_is_new: bool = True,
     ) -> Started:
-        branch = await self.store.path_to(user.id)
-        assistant = await self.store.add_message(
-            conversation.id,
-            NewMessage("assistant", [], status="pending", parent_id=user.id, model_requested=ref),
-        )
+        """Store `question` (under `path[-1]`) and the pending answer to it in one write, or with no
+        question a new answer to `path[-1]`; then start producing the answer."""
+        pending = NewMessage("assistant", [], status="pending", model_requested=ref)
+        user: Message | None = None
+        if question is not None:
+            user, assistant = await self.store.add_turn(conversation.id, question, pending)
+            branch = [*path, user]
+        else:
+            pending.parent_id = path[-1].id
+            assistant = await self.store.add_message(conversation.id, pending)
+            branch = path
         plan = await self._plan(conversation, assistant, branch, ref, profile)
         generation = Generation(assistant.id, conversation.id)
         run = AnswerRun(
@@ -376,7 +380,7 @@ class ChatService:
             current_leaf_id=assistant.id,
             updated_at=max(conversation.updated_at, assistant.created_at),
         )
-        return Started(conversation, user if user_is_new else None, assistant, generation, created)
+        return Started(conversation, user, assistant, generation, created)
 
     async def _produce(self, run: AnswerRun) -> None:
         try:
@@ -411,6 +415,7 @@ class ChatService:
             sections.append(AGENT_PROMPT)
         return AnswerPlan(
             conversation_id=conversation.id,
+            title=conversation.title,
             message=assistant,
             branch=branch,
             model=ref,
@@ -426,14 +431,12 @@ class ChatService:
         """After the first exchange of a conversation: give it a title."""
         plan = run.plan
         users = [m for m in plan.branch if m.role == "user"]
-        if run.status != "complete" or len(users) != 1:
-            return
-        conversation = await self.store.get_conversation(plan.conversation_id)
-        if conversation.title != DEFAULT_TITLE:
+        if run.status != "complete" or len(users) != 1 or plan.title != DEFAULT_TITLE:
             return
         title = await self._title(users[0].text, run.text, run.model or plan.model)
-        await self.store.update_conversation(conversation.id, ConversationUpdate(title=title))
-        run.gen.emit("title", {"conversationId": conversation.id, "title": title})
+        # Only over the default title: a name the user gave it while the answer ran stays.
+        if await self.store.name_conversation(plan.conversation_id, title, replacing=DEFAULT_TITLE):
+            run.gen.emit("title", {"conversationId": plan.conversation_id, "title": title})
 
     async def _title(self, question: str, answer: str, model: str | None) -> str:
         fallback = _heuristic_title(question)

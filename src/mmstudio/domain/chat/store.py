@@ -41,6 +41,13 @@ class ChatStore(Protocol):
 
     async def get_conversation(self, conversation_id: str) -> Conversation: ...
 
+    async def conversation_with_branch(
+        self, conversation_id: str, leaf_id: str | None = None
+    ) -> tuple[Conversation, list[Message]]:
+        """The conversation and root → `leaf_id` (None: its current leaf; none yet: empty) as `path_to`
+        gives it, in one read. The leaf may be in another conversation: the caller checks."""
+        ...
+
     async def list_conversations(
         self, *, q: str | None = None, limit: int = 50, offset: int = 0, archived: bool = False
     ) -> ConversationPage:
@@ -49,6 +56,11 @@ class ChatStore(Protocol):
         ...
 
     async def update_conversation(self, conversation_id: str, update: ConversationUpdate) -> Conversation: ...
+
+    async def name_conversation(self, conversation_id: str, title: str, *, replacing: str) -> bool:
+        """Set the title if it is still `replacing` (a title the user gave it meanwhile stays); bumps
+        updated_at. True if it changed."""
+        ...
 
     async def delete_conversation(self, conversation_id: str) -> None: ...
 
@@ -66,10 +78,23 @@ class ChatStore(Protocol):
         the conversation's current leaf becomes this message. Bumps the conversation's updated_at."""
         ...
 
+    async def add_turn(
+        self, conversation_id: str, question: NewMessage, answer: NewMessage
+    ) -> tuple[Message, Message]:
+        """`question` as `add_message` adds it, and `answer` under it (its parent_id is set to the
+        question's), in one transaction; the answer becomes the current leaf."""
+        ...
+
     async def get_message(self, message_id: str) -> Message: ...
 
     async def update_message(self, message_id: str, progress: MessageProgress) -> None:
-        """Write the fields that are set (one UPDATE; called while streaming, so it must be cheap)."""
+        """Write the fields that are set (one UPDATE; called while streaming, so it must be cheap).
+        Search sees a message's text as it was added until a write ends it (any status but
+        `pending`/`streaming`): partial answers are not re-indexed on every streaming write."""
+        ...
+
+    async def finish_message(self, message_id: str, progress: MessageProgress, metric: MessageMetric) -> None:
+        """An answer's last write: `update_message` and `add_metric` in one transaction."""
         ...
 
     async def path_to(self, message_id: str) -> list[Message]:
@@ -94,7 +119,7 @@ class ChatStore(Protocol):
 
     async def interrupt_unfinished(self, reason: str) -> int:
         """Mark every `pending`/`streaming` message `interrupted` with `reason` as its error (their
-        partial text stays); returns how many. Run at start-up, after a crash."""
+        partial text stays, and search sees it); returns how many. Run at start-up, after a crash."""
         ...
 
     async def search(self, q: str, *, limit: int = 10) -> list[SearchHit]:
