@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import fastapi.routing
 import pytest
 
 from mmstudio.config import Limits, StudioConfig
@@ -12,50 +15,50 @@ LLAMA = "ollama/llama3.2:latest"
 URL = "/v1/chat/completions"
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "needle"),
-    [
-        (
-            b"{not json",
-            400,
-            "not valid JSON: Expecting property name enclosed in double quotes at character 1",
-        ),
-        (b"", 400, "a JSON request body is required"),
-        (b'{"model": "ollama/llama3.2"}', 400, "messages"),
-        (b'{"model": "ollama/llama3.2", "messages": "hi"}', 400, "messages"),
-        (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model"),
-        (b'{"model": "ollama/llama3.2", "messages": [{"role": "wizard", "content": "x"}]}', 400, "role"),
-        (b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, "n"),
-        (
-            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
-            400,
-            "temperature",
-        ),
-        (
-            b'{"model": "ollama/llama3.2", "messages": [{"role": "tool", "content": "x"}]}',
-            400,
-            "tool_call_id",
-        ),
-        (
-            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": [{"type": "image_url",'
-            b' "image_url": {"url": "data:image/png;base64,@@@"}}]}]}',
-            400,
-            "base64",
-        ),
-        (
-            b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}],'
-            b' "tool_choice": {"type": "function", "function": {"name": "nope"}}}',
-            400,
-            "not in tools",
-        ),
-        (
-            b'{"model": "nobody/nothing", "messages": [{"role": "user", "content": "x"}]}',
-            400,
-            "Unknown model",
-        ),
-        (b"[]", 400, "body"),
-    ],
-)
+BAD_BODIES = [
+    (
+        b"{not json",
+        400,
+        "not valid JSON: Expecting property name enclosed in double quotes at character 1",
+    ),
+    (b"", 400, "a JSON request body is required"),
+    (b'{"model": "ollama/llama3.2"}', 400, "messages"),
+    (b'{"model": "ollama/llama3.2", "messages": "hi"}', 400, "messages"),
+    (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model"),
+    (b'{"model": "ollama/llama3.2", "messages": [{"role": "wizard", "content": "x"}]}', 400, "role"),
+    (b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, "n"),
+    (
+        b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
+        400,
+        "temperature",
+    ),
+    (
+        b'{"model": "ollama/llama3.2", "messages": [{"role": "tool", "content": "x"}]}',
+        400,
+        "tool_call_id",
+    ),
+    (
+        b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": [{"type": "image_url",'
+        b' "image_url": {"url": "data:image/png;base64,@@@"}}]}]}',
+        400,
+        "base64",
+    ),
+    (
+        b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}],'
+        b' "tool_choice": {"type": "function", "function": {"name": "nope"}}}',
+        400,
+        "not in tools",
+    ),
+    (
+        b'{"model": "nobody/nothing", "messages": [{"role": "user", "content": "x"}]}',
+        400,
+        "Unknown model",
+    ),
+    (b"[]", 400, "body"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "needle"), BAD_BODIES)
 async def test_bad_requests_get_a_clear_openai_error(
     live: OpenLive, ollama: FakeOllamaServer, body: bytes, status: int, needle: str
 ) -> None:
@@ -66,6 +69,54 @@ async def test_bad_requests_get_a_clear_openai_error(
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert needle.lower() in error["message"].lower(), error
     assert not ollama.requests_to("/api/chat")  # nothing bad reaches the upstream
+
+
+async def test_the_short_way_answers_exactly_as_fastapi_does(
+    live: OpenLive, ollama: FakeOllamaServer
+) -> None:
+    # A JSON body that validates skips FastAPI's request handling; everything else is FastAPI's to
+    # answer. A "+json" content type is JSON to FastAPI but never takes the short way, so the two
+    # must agree on every body, good or bad.
+    studio = await live(engines(ollama, None))
+    good = b'{"model": "ollama/llama3.2", "messages": [{"role": "user", "content": "x"}], "seed": 1}'
+    for body in [
+        good,
+        b"null",
+        b'{"model": "ollama/llama3.2", "messages": []}',
+        *(b for b, _, _ in BAD_BODIES),
+    ]:
+        answers = []
+        for content_type in ("application/json", "application/json; charset=utf-8", "application/x+json"):
+            response = await studio.client.post(URL, content=body, headers={"content-type": content_type})
+            payload = response.json()
+            if response.status_code == 200:
+                payload = {k: v for k, v in payload.items() if k not in ("id", "created")}
+                assert response.headers["x-mmstudio-model"] == LLAMA
+            answers.append((response.status_code, payload))
+        assert answers[0] == answers[1] == answers[2], body
+    response = await studio.client.post(URL, content=good, headers={"content-type": "text/plain"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "body"
+
+
+async def test_a_valid_request_skips_fastapis_request_handling(
+    live: OpenLive, ollama: FakeOllamaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The point of the short way (a CPU cost per request, see openai_api._ChatCompletionsRoute):
+    # make sure a FastAPI upgrade does not quietly route every request the long way again.
+    studio = await live(engines(ollama, None))
+    solved: list[str] = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        solved.append(kwargs["request"].url.path)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    body = {"model": LLAMA, "messages": [{"role": "user", "content": "x"}]}
+    assert (await studio.client.post(URL, json=body)).status_code == 200
+    assert solved == []
+    assert (await studio.client.post(URL, json={**body, "n": 2})).status_code == 400
+    assert solved == [URL]
 
 
 async def test_an_oversized_body_is_refused_with_413(live: OpenLive, ollama: FakeOllamaServer) -> None:

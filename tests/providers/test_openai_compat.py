@@ -802,3 +802,24 @@ def test_normalizer_refuses_garbage_and_truncation() -> None:
     truncated.feed(json.dumps(delta_chunk("partial")))
     with pytest.raises(ProviderProtocolError):
         truncated.finish()
+
+
+# --- the transport seam -------------------------------------------------------------------------
+
+
+async def test_any_other_httpx_client_is_used_through_httpx(server: FakeOpenAIServer) -> None:
+    # `make_http_client()`'s client is reached directly on aiohttp; any other httpx client (a test's
+    # MockTransport, a proxy-aware client) still works through httpx's API, with the same mapping.
+    async with httpx.AsyncClient() as plain:
+        adapter = make_adapter(plain, f"{server.url}/v1", api_key=KEY)
+        server.script(Reply(text="Plain."), Reply(text="Streamed.", usage=(3, 2)), Reply(status=429))
+        assert (await adapter.chat(ask())).text == "Plain."
+        events = await collect(adapter, ask(), [])
+        assert text_of(events) == "Streamed." and events[-1].finish_reason == "stop"
+        with pytest.raises(ProviderRateLimited):
+            await adapter.chat(ask())
+        refused = make_adapter(plain, f"http://127.0.0.1:{closed_port()}/v1")
+        with pytest.raises(ProviderConnectionError):
+            await refused.chat(ask())
+    assert chat_bodies(server)[1]["stream"] is True
+    assert server.requests_to("/v1/chat/completions")[0].headers["authorization"] == f"Bearer {KEY}"

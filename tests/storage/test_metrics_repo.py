@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 
 from mmstudio.domain.types import RequestRecord
 from mmstudio.storage.db import session_factory
-from mmstudio.storage.metrics_repo import SQLITE_ROWS_PER_STATEMENT, MetricsRepository
+from mmstudio.storage.metrics_repo import SQLITE_ROWS_PER_STATEMENT, MetricsRepository, statement_sizes
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 LLAMA = "ollama/llama3.2"
@@ -165,7 +165,23 @@ async def test_a_batch_takes_few_statements_and_retrying_it_is_harmless(
     await repo.insert_many([*batch[:10], make_record()])
     assert await repo.count() == 1001
     await repo.insert_many([])
-    assert len(statements.inserts()) == before + 1
+    expected = 1 if engine.dialect.name == "postgresql" else 3  # SQLite: 11 rows as 8 + 2 + 1
+    assert len(statements.inserts()) == before + expected
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+async def test_sqlite_sees_only_a_few_distinct_insert_statements(engine: Any, statements: Statements) -> None:
+    # Every distinct statement text is prepared and cached by SQLite (~0.5 MB for 500 rows): batches of
+    # every size must not each bring their own.
+    repo = MetricsRepository(session_factory(engine))
+    for size in range(1, 80):
+        await repo.insert_many([make_record() for _ in range(size)])
+    await repo.insert_many([make_record() for _ in range(1234)])
+    assert await repo.count() == sum(range(1, 80)) + 1234
+    texts = {s for s, _, _ in statements.seen if s.upper().startswith("INSERT INTO REQUEST_METRICS")}
+    rows = sorted(text.count("(?, ?,") for text in texts)
+    assert rows == [1, 2, 4, 8, 16, 32, 64, 128, 500]
+    assert sum(statement_sizes(1234)) == 1234 and statement_sizes(1234) == [500, 500, 128, 64, 32, 8, 2]
 
 
 async def test_values_are_stored_as_utc_and_bad_values_cannot_poison_a_batch(engine: Any) -> None:

@@ -1,7 +1,8 @@
 """HTTP plumbing shared by the adapters: the base class, error mapping and stream guarding.
 
 Each adapter subclasses `HTTPAdapter` and supplies its own request/response translation and
-`error_from_response` (the vendor's error body). Transport failures are mapped here, once.
+`error_from_response` (the vendor's error body). Transport failures are mapped here, once. Requests go
+through the shared client's `direct` path when it has one (see `transport.py`), else through httpx.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import email.utils
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, Protocol
 
 import httpx
 
@@ -38,6 +39,7 @@ from mmstudio.providers.base import (
     elapsed_ms,
     make_timeout,
 )
+from mmstudio.providers.transport import FAILURES, DirectHTTP, StatelessClient, httpx_error
 
 CONTEXT_MARKERS = (
     "context_length_exceeded",
@@ -116,6 +118,25 @@ def decode_json(body: bytes | str, config: EndpointConfig, what: str) -> Any:
         ) from exc
 
 
+class UpstreamResponse(Protocol):
+    """What adapters read of a response: `httpx.Response` or `transport.DirectResponse`."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...  # once read
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_lines(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class HTTPAdapter:
     """Shared base: holds the endpoint config and the shared client, maps transport failures."""
 
@@ -125,6 +146,7 @@ class HTTPAdapter:
     def __init__(self, config: EndpointConfig, client: httpx.AsyncClient) -> None:
         self.config = config
         self.client = client
+        self._direct: DirectHTTP | None = client.direct if isinstance(client, StatelessClient) else None
 
     # -- hooks for subclasses ----------------------------------------------------------------
 
@@ -153,24 +175,30 @@ class HTTPAdapter:
 
     @contextlib.contextmanager
     def transport_errors(self, model: str | None = None) -> Iterator[None]:
-        """Map httpx's transport exceptions to ours, with secrets removed from the message."""
-        where = f"{self.config.provider or 'upstream'} at {self.config.base_url}"
-        kwargs: dict[str, Any] = {"provider": self.config.provider, "model": model}
+        """Map transport failures (httpx's, or aiohttp's on the direct path) to ours, with secrets
+        removed from the message."""
         try:
             yield
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(f"{where} timed out ({type(exc).__name__})", **kwargs) from exc
-        except httpx.ConnectError as exc:
-            detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
-            raise ProviderConnectionError(
-                f"{where} refused the connection or is unreachable: {detail}", **kwargs
-            ) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError) as exc:
-            detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
-            raise ProviderConnectionError(f"{where} dropped the connection: {detail}", **kwargs) from exc
         except httpx.HTTPError as exc:
-            detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
-            raise ProviderProtocolError(f"{where} failed: {detail}", **kwargs) from exc
+            raise self._transport_error(exc, model) from exc
+        except FAILURES as exc:
+            raise self._transport_error(httpx_error(exc), model) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError, model: str | None) -> ProviderError:
+        where = f"{self.config.provider or 'upstream'} at {self.config.base_url}"
+        kwargs: dict[str, Any] = {"provider": self.config.provider, "model": model}
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"{where} timed out ({type(exc).__name__})", **kwargs)
+        detail = redact(str(exc) or type(exc).__name__, self.config.secrets)
+        if isinstance(exc, httpx.ConnectError):
+            return ProviderConnectionError(
+                f"{where} refused the connection or is unreachable: {detail}", **kwargs
+            )
+        if isinstance(
+            exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.NetworkError)
+        ):
+            return ProviderConnectionError(f"{where} dropped the connection: {detail}", **kwargs)
+        return ProviderProtocolError(f"{where} failed: {detail}", **kwargs)
 
     async def request_json(
         self,
@@ -183,15 +211,26 @@ class HTTPAdapter:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         """One request whose 2xx answer is JSON; any other status raises via `error_from_response`."""
+        response: UpstreamResponse
         with self.transport_errors(model):
-            response = await self.client.request(
-                method,
-                self.url(path),
-                json=json_body,
-                headers=self.headers(),
-                timeout=timeout or self.timeout(),
-                params=params,
-            )
+            if self._direct is not None:
+                response = await self._direct.send(
+                    method,
+                    self.url(path),
+                    headers=self.headers(),
+                    timeout=timeout or self.timeout(),
+                    json_body=json_body,
+                    params=params,
+                )
+            else:
+                response = await self.client.request(
+                    method,
+                    self.url(path),
+                    json=json_body,
+                    headers=self.headers(),
+                    timeout=timeout or self.timeout(),
+                    params=params,
+                )
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.content, response.headers, model)
         return decode_json(response.content, self.config, "a response")
@@ -199,18 +238,30 @@ class HTTPAdapter:
     @contextlib.asynccontextmanager
     async def open_stream(
         self, path: str, body: Any, model: str, params: Mapping[str, str] | None = None
-    ) -> AsyncIterator[httpx.Response]:
+    ) -> AsyncIterator[UpstreamResponse]:
         """POST and hold the streaming response open; a non-2xx status raises before any event."""
+        response: UpstreamResponse
         with self.transport_errors(model):
-            request = self.client.build_request(
-                "POST",
-                self.url(path),
-                json=body,
-                headers=self.headers(),
-                timeout=self.timeout(),
-                params=params,
-            )
-            response = await self.client.send(request, stream=True)
+            if self._direct is not None:
+                response = await self._direct.send(
+                    "POST",
+                    self.url(path),
+                    headers=self.headers(),
+                    timeout=self.timeout(),
+                    json_body=body,
+                    params=params,
+                    stream=True,
+                )
+            else:
+                request = self.client.build_request(
+                    "POST",
+                    self.url(path),
+                    json=body,
+                    headers=self.headers(),
+                    timeout=self.timeout(),
+                    params=params,
+                )
+                response = await self.client.send(request, stream=True)
         try:
             if response.status_code >= 400:
                 with self.transport_errors(model):

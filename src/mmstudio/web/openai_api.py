@@ -6,15 +6,19 @@ Any OpenAI client works unchanged with `base_url` pointed here. The `model` fiel
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from mmstudio.domain.router import RoutedStream
 from mmstudio.domain.types import ModelView
-from mmstudio.web.deps import StudioDep
+from mmstudio.web.deps import StudioDep, get_studio
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import DONE, ChatCompletionIn, ChunkWriter, completion_body, to_chat_request
 from mmstudio.web.sse import SSE_HEADERS
@@ -47,7 +51,6 @@ async def get_model(model_id: str, studio: StudioDep) -> dict[str, Any]:
     return _model_object(studio.registry.view(resolved.entry))
 
 
-@router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionIn, request: Request, studio: StudioDep
 ) -> JSONResponse | StreamingResponse:
@@ -72,6 +75,53 @@ async def chat_completions(
         media_type="text/event-stream",
         headers={**route_headers(stream.info), **SSE_HEADERS},
     )
+
+
+def _is_json(content_type: str | None) -> bool:
+    return content_type is not None and content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+class _ChatCompletionsRoute(APIRoute):
+    """FastAPI's route for `chat_completions` (its OpenAPI entry, its handling of anything unusual)
+    with a short way through for the well-formed request.
+
+    FastAPI's request handling (body field, dependency solving, the throwaway sub-response it makes
+    for dependencies) cost about as much CPU as everything else mmstudio does for a gateway request.
+    A JSON body that parses and validates as `ChatCompletionIn` (the same `json.loads` and pydantic
+    validation FastAPI applies) goes straight to the endpoint; any other request (another content
+    type, malformed JSON, a validation error) is handed to FastAPI's handler, which reads the cached
+    body again and answers exactly as it always has, so error shapes and messages cannot drift.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        full = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            if _is_json(request.headers.get("content-type")):
+                try:
+                    raw = await request.body()  # kept on the request for FastAPI's handler
+                except HTTPException:  # the body size limit: as FastAPI would, let it through
+                    raise
+                except Exception:  # the client left: FastAPI's handler says what it always said
+                    return await full(request)
+                try:
+                    body = ChatCompletionIn.model_validate(json.loads(raw)) if raw else None
+                except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError too
+                    body = None
+                if body is not None:
+                    return await chat_completions(body, request, await get_studio(request))
+            return await full(request)
+
+        return handler
+
+
+router.add_api_route(
+    "/chat/completions",
+    chat_completions,
+    methods=["POST"],
+    response_model=None,
+    route_class_override=_ChatCompletionsRoute,
+)
 
 
 async def _frames(stream: RoutedStream, writer: ChunkWriter, requested: str) -> AsyncIterator[bytes]:
