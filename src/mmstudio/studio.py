@@ -92,6 +92,7 @@ class Studio:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.metrics_engine: Any = None  # SQLite: the request metrics' own connection (see open())
         self.client = client
         self.registry = registry
         self.chat_db: Runner | None = None  # where Chat Studio's SQL runs (its own threads on SQLite)
@@ -137,7 +138,18 @@ class Studio:
         studio = cls(settings, engine, client, registry)
         try:
             studio.limiter = RateLimiter(settings.config.limits, settings.redis_url)
-            studio.metrics = MetricsRecorder(MetricsRepository(sessions), settings.config.metrics)
+            metrics_sessions = sessions
+            database = engine.url.database or ""
+            if engine.dialect.name == "sqlite" and database and ":memory:" not in database:
+                # Request metrics get a connection of their own (overflow ones close when returned). Each
+                # SQLite connection caches the pages it reads and the batch INSERTs it prepares (~3 MB
+                # for the metrics table): shared through the pool, every pooled connection in turn
+                # took those on, and the server's memory rose by steps under load.
+                studio.metrics_engine = create_engine(
+                    settings.resolved_database_url, pool_size=1, max_overflow=4
+                )
+                metrics_sessions = session_factory(studio.metrics_engine)
+            studio.metrics = MetricsRecorder(MetricsRepository(metrics_sessions), settings.config.metrics)
             studio.keys = GatewayKeys(KeyRepository(sessions), settings.api_keys)
             await studio.keys.load()
             await registry.load()
@@ -210,6 +222,8 @@ class Studio:
         await self.client.aclose()
         if self.chat_db is not None:
             await self.chat_db.close()
+        if self.metrics_engine is not None:
+            await self.metrics_engine.dispose()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Studio:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from mmstudio.config import MetricsConfig
 from mmstudio.settings import Settings
@@ -184,3 +184,32 @@ async def test_shutdown_writes_what_was_recorded(
     finally:
         await engine.dispose()
     assert count == 1234
+
+
+async def test_request_metrics_use_a_sqlite_connection_of_their_own(app: FastAPI) -> None:
+    # Each SQLite connection caches the pages it reads and the batch INSERTs it prepares: kept to one
+    # connection, those stay one connection's worth however long the server runs.
+    async with app_client(app) as client:
+        assert (await client.get("/api/models")).status_code == 200  # the studio is open
+        running = studio(app)
+        assert running.metrics_engine is not None and running.metrics_engine is not running.engine
+        assert running.metrics_engine.pool.size() == 1
+        inserts: dict[str, int] = {"metrics": 0, "shared": 0}
+
+        def counter(name: str) -> Any:
+            def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                inserts[name] += statement.startswith("INSERT INTO request_metrics")
+
+            return seen
+
+        listeners = [(running.metrics_engine, counter("metrics")), (running.engine, counter("shared"))]
+        for engine, listener in listeners:
+            event.listen(engine.sync_engine, "before_cursor_execute", listener)
+        try:
+            for i in range(700):
+                running.metrics.record(make_record(running.metrics.now() - timedelta(seconds=i)))
+            assert await running.metrics.flush() == 700
+        finally:
+            for engine, listener in listeners:
+                event.remove(engine.sync_engine, "before_cursor_execute", listener)
+    assert inserts == {"metrics": 4, "shared": 0}  # 700 rows: 500 + 128 + 64 + 8

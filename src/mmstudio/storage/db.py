@@ -39,7 +39,8 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None, max_overflow: int | None = None) -> AsyncEngine:
+    """An async engine for `url`; `pool_size`/`max_overflow` override the pool's defaults."""
     url = async_url(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -49,6 +50,10 @@ def create_engine(url: str) -> AsyncEngine:
         kwargs["connect_args"] = dict(SQLITE_CONNECT_ARGS)
     else:
         kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if pool_size is not None:
+        kwargs["pool_size"] = pool_size
+    if max_overflow is not None:
+        kwargs["max_overflow"] = max_overflow
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
