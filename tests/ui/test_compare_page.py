@@ -268,7 +268,7 @@ async def test_the_event_stream_reader_survives_chunks_split_anywhere(
     await page.goto(f"{studio.url}/compare")
     failures = await page.evaluate(
         """async () => {
-          const { SseParser, readSse } = window.mmCompare;
+          const { SseParser, readSse } = window.mm;
           const text = 'event: run\\ndata: {"id":"r1"}\\n\\n: keep-alive\\r\\n\\r\\n'
             + 'event: delta\\r\\ndata: line one\\r\\ndata: line two é🙂\\r\\n\\r\\n'
             + 'data: bare\\rdata:tight\\r\\revent: done\\ndata: {}\\n\\n';

@@ -110,6 +110,116 @@
     return response.status === 204 ? null : response.json();
   }
 
+  // -- server-sent events over fetch ---------------------------------------------------------------
+  // EventSource only does GET, so the POST's body is read here. Events end at a blank line; a chunk
+  // may end anywhere (mid-line, between \r and \n); `data:` may span several lines.
+  class SseParser {
+    constructor(onEvent) {
+      this.onEvent = onEvent;
+      this.buffer = "";
+      this.reset();
+    }
+
+    reset() {
+      this.event = "";
+      this.data = [];
+    }
+
+    push(text) {
+      this.buffer += text;
+      let start = 0;
+      for (;;) {
+        const cr = this.buffer.indexOf("\r", start);
+        const lf = this.buffer.indexOf("\n", start);
+        let end = cr < 0 ? lf : lf < 0 ? cr : Math.min(cr, lf);
+        if (end < 0) break;
+        let next = end + 1;
+        if (this.buffer[end] === "\r") {
+          // A \r at the very end may be the first half of \r\n: wait for the next chunk.
+          if (end === this.buffer.length - 1) break;
+          if (this.buffer[end + 1] === "\n") next = end + 2;
+        }
+        this.line(this.buffer.slice(start, end));
+        start = next;
+      }
+      this.buffer = this.buffer.slice(start);
+    }
+
+    end() {
+      // A stream cut without its final blank line: what was whole is still told.
+      if (this.buffer) this.line(this.buffer.replace(/\r$/, ""));
+      this.buffer = "";
+      this.line("");
+    }
+
+    line(line) {
+      if (line === "") {
+        if (this.data.length) this.onEvent(this.event || "message", this.data.join("\n"));
+        this.reset();
+        return;
+      }
+      if (line[0] === ":") return; // a comment (keep-alive)
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value[0] === " ") value = value.slice(1);
+      if (field === "event") this.event = value;
+      else if (field === "data") this.data.push(value);
+    }
+  }
+
+  // Read a fetch body (a ReadableStream of bytes) as events; bytes of one character may be split too.
+  async function readSse(body, onEvent) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new SseParser(onEvent);
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      parser.push(decoder.decode());
+      parser.end();
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  // An async iterator of a fetch response's events as {event, data} (data parsed as JSON when it is
+  // JSON); stops quietly when `signal` aborts.
+  async function* events(response, signal) {
+    const queue = [];
+    const parser = new SseParser((event, raw) => {
+      let data;
+      try { data = JSON.parse(raw); } catch (e) { data = { text: raw }; }
+      queue.push({ event, data });
+    });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const abort = () => reader.cancel().catch(() => {});
+    if (signal) signal.addEventListener("abort", abort);
+    try {
+      for (;;) {
+        let chunk;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          if (signal && signal.aborted) return;
+          throw e;
+        }
+        if (chunk.done) break;
+        parser.push(decoder.decode(chunk.value, { stream: true }));
+        while (queue.length) yield queue.shift();
+      }
+      parser.push(decoder.decode());
+      parser.end();
+      while (queue.length) yield queue.shift();
+    } finally {
+      if (signal) signal.removeEventListener("abort", abort);
+    }
+  }
+
   // -- theme ---------------------------------------------------------------------------------------
   function applyTheme(theme) {
     document.documentElement.dataset.theme = theme;
@@ -189,7 +299,7 @@
     });
   }
 
-  window.mm = { api, apiJson, toast, messageOf, ApiError, askForKey };
+  window.mm = { api, apiJson, toast, messageOf, ApiError, askForKey, SseParser, readSse, events };
 
   document.addEventListener("DOMContentLoaded", () => {
     setupTheme();

@@ -16,59 +16,6 @@
     sending: false,
   };
 
-  // -- server-sent events over fetch (POST needs it; EventSource only does GET) -----------------------
-  async function* readEvents(response, signal) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    const abort = () => reader.cancel().catch(() => {});
-    if (signal) signal.addEventListener("abort", abort);
-    try {
-      while (true) {
-        let chunk;
-        try {
-          chunk = await reader.read();
-        } catch (e) {
-          if (signal && signal.aborted) return;
-          throw e;
-        }
-        if (chunk.done) break;
-        buffer += decoder.decode(chunk.value, { stream: true });
-        let cut;
-        while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
-          const frame = buffer.slice(0, cut);
-          buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
-          const parsed = parseFrame(frame);
-          if (parsed) yield parsed;
-        }
-      }
-      const last = parseFrame(buffer);
-      if (last) yield last;
-    } finally {
-      if (signal) signal.removeEventListener("abort", abort);
-    }
-  }
-
-  function parseFrame(frame) {
-    let event = "message";
-    const data = [];
-    for (const line of frame.split(/\r?\n/)) {
-      if (!line || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? "" : line.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "event") event = value;
-      else if (field === "data") data.push(value);
-    }
-    if (!data.length) return null;
-    try {
-      return { event, data: JSON.parse(data.join("\n")) };
-    } catch (e) {
-      return { event, data: { text: data.join("\n") } };
-    }
-  }
-
   // -- rendering helpers ---------------------------------------------------------------------------
   function messagesEl() { return $("#messages", conversationEl); }
 
@@ -281,7 +228,7 @@
     const controller = new AbortController();
     let assistant = null;
     let following = null;
-    for await (const { event, data } of readEvents(response, controller.signal)) {
+    for await (const { event, data } of mm.events(response, controller.signal)) {
       if (event === "conversation") {
         if (data.created || !state.id) {
           state.id = data.conversation.id;
@@ -433,7 +380,7 @@
         // The generation's events from its beginning: start over from an empty answer.
         $(".parts", el).textContent = "";
         streamingBox(el).textContent = "";
-        for await (const { event, data } of readEvents(response, controller.signal)) {
+        for await (const { event, data } of mm.events(response, controller.signal)) {
           if (event !== "assistant_message") applyEvent(el, event, data);
         }
       }
@@ -466,7 +413,7 @@
       const controller = new AbortController();
       let answerId = null;
       let userId = null;
-      for await (const { event, data } of readEvents(response, controller.signal)) {
+      for await (const { event, data } of mm.events(response, controller.signal)) {
         if (event === "user_message") userId = data.message.id;
         if (event === "assistant_message") { answerId = data.message.id; break; }
       }
@@ -554,16 +501,18 @@
   }
 
   async function navigate(messageId, step) {
+    // The version arrows swap a message for its sibling: keep that place in view afterwards.
+    const current = document.getElementById("m-" + messageId);
+    const parent = step && current ? current.dataset.parent : null;
     try {
       const body = { message_id: messageId };
       if (step) body.step = step;
       await mm.api("/api/chat/ui/conversations/" + encodeURIComponent(state.id) + "/navigate", { method: "POST", json: body });
       const graphOpen = !$("#graph-panel", conversationEl).hidden;
       await openConversation(state.id, { push: false });
-      if (step) {
-        // Keep the switched message in view.
-        const el = document.querySelector('#messages > .msg[data-parent="' + (document.getElementById("m-" + messageId) ? document.getElementById("m-" + messageId).dataset.parent : "") + '"]');
-        if (el) el.scrollIntoView({ block: "nearest" });
+      if (parent !== null) {
+        const swapped = $$("#messages > .msg", conversationEl).find((el) => el.dataset.parent === parent);
+        if (swapped) swapped.scrollIntoView({ block: "nearest" });
       }
       if (graphOpen) await toggleGraph(true);
     } catch (e) {
