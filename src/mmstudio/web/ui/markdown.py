@@ -55,7 +55,12 @@ def _render(text: str) -> str:
     return html
 
 
-@lru_cache(maxsize=4096)
+# Bounded by count and by size: at most 1,024 texts of under 8,000 characters (a few MB of HTML in
+# practice, ~25 MB at worst), enough for the messages of a 1,000-message branch to re-render from it.
+CACHED_TEXT_LIMIT = 8_000
+
+
+@lru_cache(maxsize=1024)
 def _cached(text: str) -> str:
     return _render(text)
 
@@ -64,7 +69,7 @@ def render_markdown(text: str | None) -> str:
     """Safe HTML for `text` (memoized: a long conversation re-renders the same messages often)."""
     if not text:
         return ""
-    return _cached(text) if len(text) < 20_000 else _render(text)
+    return _cached(text) if len(text) < CACHED_TEXT_LIMIT else _render(text)
 
 
 def pygments_css() -> str:

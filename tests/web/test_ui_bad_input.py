@@ -1,0 +1,75 @@
+"""The UI's fragment routes (/api/ui/...) and pages answer bad input with a 4xx naming the problem.
+
+Never a 500, never a traceback: an unknown id, a wrong model, a missing or oversized field, a value
+outside the allowed ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mmstudio.settings import Settings
+from mmstudio.web.app import create_app
+from tests.domain.conftest import local_env
+from tests.fakes.ollama_server import FakeOllamaServer
+from tests.web.conftest import app_client
+
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(data_dir: Path, ollama: FakeOllamaServer) -> AsyncIterator[httpx.AsyncClient]:
+    env = {"MMSTUDIO_DATA_DIR": str(data_dir), **local_env(ollama, None)}
+    async with app_client(create_app(Settings.from_env(env), environ=env)) as client:
+        await client.post("/api/models/detect")
+        yield client
+
+
+CASES = [
+    # (method, path, form or None, expected status, words the answer must contain)
+    ("GET", f"/api/ui/chat/conversations/{UNKNOWN}", None, 404, UNKNOWN),
+    ("GET", f"/api/ui/chat/conversations/{UNKNOWN}/graph", None, 404, UNKNOWN),
+    ("GET", f"/api/ui/chat/messages/{UNKNOWN}", None, 404, UNKNOWN),
+    ("GET", "/api/ui/chat/conversations?q=" + "x" * 600, None, 422, "q"),
+    ("GET", "/api/ui/chat/conversations?offset=-1", None, 422, "offset"),
+    ("GET", "/api/ui/chat/conversations?archived=perhaps", None, 422, "archived"),
+    ("POST", "/api/ui/header/active", {"model": "nope/nothing"}, 400, "nope/nothing"),
+    ("POST", "/api/ui/header/active", {}, 422, "model"),
+    ("POST", "/api/ui/header/active", {"model": "x" * 401}, 422, "model"),
+    ("POST", "/api/ui/models/active", {"model": "nope/nothing"}, 400, "nope/nothing"),
+    ("DELETE", f"/api/ui/models/endpoints/{UNKNOWN}", None, 404, UNKNOWN),
+    ("GET", "/api/ui/models/list?kind=space", None, 422, "kind"),
+    ("GET", f"/api/ui/compare/runs/{UNKNOWN}/answers", None, 404, UNKNOWN),
+    ("GET", f"/api/ui/compare/runs/{UNKNOWN}/answers?side=x", None, 422, "side"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "form", "status", "words"), CASES)
+async def test_bad_input_to_a_fragment_is_a_clear_4xx(
+    client: httpx.AsyncClient, method: str, path: str, form: dict[str, str] | None, status: int, words: str
+) -> None:
+    response = await client.request(method, path, data=form)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert words in response.text
+    assert "Traceback" not in response.text
+
+
+async def test_pages_never_fail_on_odd_paths(client: httpx.AsyncClient) -> None:
+    # A page for a conversation that does not exist is still the page: it says so when it loads.
+    page = await client.get(f"/chat/c/{UNKNOWN}")
+    assert page.status_code == 200 and f'data-conversation="{UNKNOWN}"' in page.text
+    script = await client.get("/chat/c/%3Cscript%3E")
+    assert script.status_code == 200 and "<script>" not in script.text.split('data-conversation="')[1][:20]
+    assert (await client.get("/static/nope.js")).status_code == 404
+    assert (await client.get("/static/../pyproject.toml")).status_code == 404
