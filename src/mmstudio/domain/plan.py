@@ -9,7 +9,7 @@ capability the request needs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -82,8 +82,11 @@ class Planner:
             return entry.timeout
         return self.config.timeouts.local if entry.kind == "local" else self.config.timeouts.cloud
 
-    def plan(self, model: str | None, needs: Needs, *, fallbacks: bool = True) -> Plan:
-        """Raises ModelNotFound for an unknown model and NoModelAvailable when every candidate is out."""
+    def plan(
+        self, model: str | None, needs: Needs, *, fallbacks: bool = True, chain: Sequence[str] | None = None
+    ) -> Plan:
+        """Raises ModelNotFound for an unknown model and NoModelAvailable when every candidate is out.
+        `chain` replaces the default chain (model refs; unknown ones are skipped)."""
         ordered: list[tuple[Resolved, CandidateSource]] = []
         skipped: list[tuple[str, str]] = []
         selected = self._selected(model)
@@ -92,8 +95,12 @@ class Planner:
             for ref in selected.entry.fallbacks:
                 self._add_ref(ref, "fallback", ordered, skipped)
         if fallbacks or selected is None:
-            for resolved in self._chain(skipped):
-                ordered.append((resolved, "chain"))
+            if chain is not None:
+                for ref in chain:
+                    self._add_ref(ref, "chain", ordered, skipped)
+            else:
+                for resolved in self._chain(skipped):
+                    ordered.append((resolved, "chain"))
         candidates: list[Candidate] = []
         seen: set[str] = set()
         for resolved, source in ordered:
@@ -125,6 +132,10 @@ class Planner:
         return first.entry.id if first is not None else None
 
     # -- pieces -------------------------------------------------------------------------------
+
+    def cloud_chain(self) -> list[str]:
+        """The cloud part of the automatic chain: one model per cloud provider whose key is set."""
+        return [r.entry.id for r in self._auto_chain() if r.entry.kind == "cloud"]
 
     def _selected(self, model: str | None) -> Resolved | None:
         if model is not None and model.strip():

@@ -66,6 +66,21 @@ class MetricsSink(Protocol):
     def record(self, record: RequestRecord) -> None: ...
 
 
+class AttemptObserver(Protocol):
+    """Told what the router does while it does it (Creator Studio shows it as progress). Called
+    synchronously on the event loop: keep it quick and never raise."""
+
+    def planned(self, plan: Plan) -> None:
+        """The candidates, in order, and the models skipped (offline, no key, cooling down)."""
+        ...
+
+    def trying(self, candidate: Candidate, number: int) -> None:
+        """Attempt `number` (1-based, over the whole request) is starting on `candidate`."""
+        ...
+
+    def failed(self, candidate: Candidate, attempt: Attempt) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     model: str
@@ -102,6 +117,7 @@ class RouteInfo:
     fallback: bool = False  # a model other than the first candidate answered
     outcome: Outcome | None = None
     error: StudioError | None = None
+    observer: AttemptObserver | None = None
 
     @property
     def model_used(self) -> str | None:
@@ -128,6 +144,10 @@ class RouteOptions:
     key_id: str | None = None  # the gateway key (None: keys are off)
     key_limit: RateLimit | None = None  # the key's own limits, else the configured per-key ones
     request_id: str | None = None
+    # The fallback chain after the selected model and its own fallbacks; None: the default chain
+    # (config `fallback_chain`, else local models then cloud). Creator Studio passes its own.
+    chain: tuple[str, ...] | None = None
+    observer: AttemptObserver | None = None
 
 
 class Router:
@@ -162,11 +182,18 @@ class Router:
     # -- public ---------------------------------------------------------------------------------
 
     def plan(self, request: ChatRequest, options: RouteOptions = RouteOptions()) -> Plan:
-        return self.planner.plan(request.model or None, Needs.of(request), fallbacks=options.fallbacks)
+        plan = self.planner.plan(
+            request.model or None, Needs.of(request), fallbacks=options.fallbacks, chain=options.chain
+        )
+        if options.observer is not None:
+            options.observer.planned(plan)
+        return plan
 
     async def chat(self, request: ChatRequest, options: RouteOptions = RouteOptions()) -> Routed:
         """Answer `request` (its `model` is the caller's reference; empty means the default)."""
-        info = RouteInfo(options.request_id or new_request_id(), request.model or None)
+        info = RouteInfo(
+            options.request_id or new_request_id(), request.model or None, observer=options.observer
+        )
         try:
             check_messages(request)
             info.plan = self.plan(request, options)
@@ -214,6 +241,7 @@ class Router:
                 if remaining <= 0:
                     raise self._all_failed(info, last, deadline_hit=True)
                 timeout = min(candidate.timeout, remaining)
+                _tell_trying(info, candidate)
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(timeout):
@@ -286,16 +314,17 @@ class Router:
         self, info: RouteInfo, candidate: Candidate, started: float, error: ProviderError
     ) -> None:
         latency = round((time.perf_counter() - started) * 1000.0, 2)
-        info.attempts.append(
-            Attempt(
-                candidate.model_id,
-                candidate.resolved.entry.provider_id,
-                "error",
-                latency,
-                error.message,
-                error.kind,
-            )
+        attempt = Attempt(
+            candidate.model_id,
+            candidate.resolved.entry.provider_id,
+            "error",
+            latency,
+            error.message,
+            error.kind,
         )
+        info.attempts.append(attempt)
+        if info.observer is not None:
+            info.observer.failed(candidate, attempt)
         if error.kind in REQUEST_KINDS:
             self.breaker.release(candidate.model_id)
         else:
@@ -430,7 +459,9 @@ class RoutedStream:
         self.router = router
         self.request = request
         self.options = options
-        self.info = RouteInfo(options.request_id or new_request_id(), request.model or None)
+        self.info = RouteInfo(
+            options.request_id or new_request_id(), request.model or None, observer=options.observer
+        )
         self._events = self._run()
         self._first: StreamEvent | None = None
         self._started = False
@@ -500,6 +531,7 @@ class RoutedStream:
                     base = replace(self.request, model=candidate.resolved.entry.upstream)
                     upstream = continuation_request(base, sent) if sent else base
                     trimmer = OverlapTrimmer(sent)
+                    _tell_trying(info, candidate)
                     started = time.perf_counter()
                     iterator = adapter.stream(upstream).__aiter__()
                     usage: Usage | None = None
@@ -581,6 +613,11 @@ class _Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _tell_trying(info: RouteInfo, candidate: Candidate) -> None:
+    if info.observer is not None:
+        info.observer.trying(candidate, len(info.attempts) + 1)
 
 
 def _with_skip(plan: Plan, model_id: str, reason: str) -> Plan:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from mmstudio.config import ChatConfig
+from mmstudio.domain.broadcast import Broadcast
 from mmstudio.domain.chat.leaderboard import MAX_MODELS, MIN_MODELS, Standing, Vote, rank
 from mmstudio.domain.chat.types import FINAL_STATUSES
 from mmstudio.domain.router import RouteInfo, RouteOptions, Router, new_request_id
@@ -141,9 +142,8 @@ class _ActiveRun:
         self.run = run
         self.options = options
         self.pieces: dict[int, list[str]] = {a.side: [] for a in run.answers}
-        # Kept so a listener that arrives late (or reconnects) sees the run from its start.
-        self.history: list[CompareEvent] = []
-        self.listeners: set[asyncio.Queue[CompareEvent]] = set()
+        # A listener that arrives late (or reconnects) sees the run from its start.
+        self.events: Broadcast[CompareEvent] = Broadcast(lambda e: e.type == "complete")
         self.done = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -154,33 +154,10 @@ class _ActiveRun:
         return replace(self.run, answers=[self.answer(a.side) for a in self.run.answers])
 
     def publish(self, event: CompareEvent) -> None:
-        self.history.append(event)
-        for queue in self.listeners:
-            queue.put_nowait(event)
+        self.events.publish(event)
 
     def subscribe(self) -> AsyncIterator[CompareEvent]:
-        """Every event from the run's start. Replay and subscription happen here, at once (no await
-        in between), so no event is lost or seen twice however late the iteration begins."""
-        queue: asyncio.Queue[CompareEvent] = asyncio.Queue()
-        replay = list(self.history)
-        self.listeners.add(queue)
-        return self._follow(queue, replay)
-
-    async def _follow(
-        self, queue: asyncio.Queue[CompareEvent], replay: list[CompareEvent]
-    ) -> AsyncIterator[CompareEvent]:
-        try:
-            for event in replay:
-                yield event
-                if event.type == "complete":
-                    return
-            while True:
-                event = await queue.get()
-                yield event
-                if event.type == "complete":
-                    return
-        finally:
-            self.listeners.discard(queue)
+        return self.events.subscribe()
 
 
 class CompareService:
