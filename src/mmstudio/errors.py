@@ -6,11 +6,14 @@
     │   └── ModelNotFound              unknown model id; carries what is available
     ├── InvalidRequest                 the caller's input is wrong
     │   ├── PayloadTooLarge            the request body (or an upload) is over the configured limit
-    │   └── UnsupportedMediaType       an upload of a type we cannot read
+    │   ├── UnsupportedMediaType       an upload of a type we cannot read
+    │   ├── UnsafePath                 a generated file's path that would leave its project
+    │   └── OutputExists               writing generated files would overwrite existing ones
     ├── Unauthorized                   no gateway key, or an unknown or revoked one
     ├── Forbidden                      the key is valid but may not do this (admin routes)
     ├── RateLimited                    our own limits said no (retry_after)
     ├── NoModelAvailable               every candidate was skipped (offline, cooling down, lacks a capability)
+    │   └── NoModelRegistered          there is no model at all: register one first (`link` to onboarding)
     ├── EndpointTestFailed             a connection test before registering an endpoint failed
     ├── JobError
     └── ProviderError                  anything an upstream did wrong; the router falls back only on these
@@ -87,6 +90,24 @@ class UnsupportedMediaType(InvalidRequest):
     """An upload of a type we cannot read; the message lists the accepted types."""
 
 
+class UnsafePath(InvalidRequest):
+    """A path (from a model's output or a target directory) that is absolute, climbs out with `..`,
+    names a drive, or goes through a symbolic link; the message says which and why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"unsafe path {path!r}: {reason}", field="path")
+        self.path = path
+        self.reason = reason
+
+
+class OutputExists(InvalidRequest):
+    """Writing would overwrite files that already exist (and overwriting was not asked for)."""
+
+    def __init__(self, message: str, paths: Sequence[str]) -> None:
+        super().__init__(message, field="out")
+        self.paths = list(paths)
+
+
 class Unauthorized(StudioError):
     """A gateway key is required and none (or an unknown or revoked one) was given."""
 
@@ -101,6 +122,14 @@ class NoModelAvailable(StudioError):
     def __init__(self, message: str, skipped: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.skipped = list(skipped)
+
+
+class NoModelRegistered(NoModelAvailable):
+    """No model at all: nothing registered or detected and no cloud key. `link` is where to fix it."""
+
+    def __init__(self, message: str, link: str = "/onboarding") -> None:
+        super().__init__(message)
+        self.link = link
 
 
 class RateLimited(StudioError):
