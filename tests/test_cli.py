@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -167,3 +170,112 @@ def test_bad_config_file_is_named(env: dict[str, str], tmp_path: Path) -> None:
     bad.write_text("timeouts: {local: -5}\n")
     result = runner.invoke(app, ["models", "list", "--config", str(bad)], env=env)
     assert result.exit_code == 1 and "bad.yaml: timeouts.local" in result.output
+
+
+# -- codegen ---------------------------------------------------------------------------------------
+
+APP_FILES = (
+    "File: app/main.py\n```python\nprint('hello')\n```\n"
+    "File: README.md\n````markdown\n# Hello\n\n```bash\npython app/main.py\n```\n````\n"
+)
+
+
+def _codegen(env: dict[str, str], out: Path, *extra: str) -> Any:
+    return runner.invoke(
+        app,
+        [
+            "codegen",
+            "A hello script",
+            "--framework",
+            "python-cli",
+            "--target",
+            "script",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        env=env,
+    )
+
+
+def test_codegen_writes_the_files_into_out_with_progress(
+    env: dict[str, str], ollama: FakeOllamaServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "hello"
+    ollama.script(Reply(text=APP_FILES))
+    result = _codegen(env, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "app" / "main.py").read_text() == "print('hello')\n"
+    assert (out / "README.md").read_text() == "# Hello\n\n```bash\npython app/main.py\n```\n"
+    assert re.search(r"Generated with gemma3:4b in \d+ ms: 2 file\(s\)", result.output)
+    assert "+ app/main.py" in result.output and "Trying" not in result.output  # the spinner is transient
+    assert not os.access(out / "app" / "main.py", os.X_OK)
+    prompt = ollama.requests_to("/api/chat")[0].json()["messages"][1]["content"]
+    assert "Python CLI" in prompt and "A hello script" in prompt
+
+
+def test_codegen_refuses_to_overwrite_without_force(
+    env: dict[str, str], ollama: FakeOllamaServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "hello"
+    (out / "app").mkdir(parents=True)
+    (out / "app" / "main.py").write_text("mine\n")
+    ollama.script(Reply(text=APP_FILES), Reply(text=APP_FILES))
+    refused = _codegen(env, out)
+    assert refused.exit_code == 1
+    assert "app/main.py" in refused.output and "--force" in refused.output
+    assert (out / "app" / "main.py").read_text() == "mine\n"
+    assert not (out / "README.md").exists()  # all or nothing
+    forced = _codegen(env, out, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (out / "app" / "main.py").read_text() == "print('hello')\n"
+
+
+def test_codegen_never_writes_outside_out(
+    env: dict[str, str], ollama: FakeOllamaServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "project"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    escape = (
+        "File: ../escaped.py\n```python\nx = 1\n```\n"
+        "File: /tmp/absolute.py\n```python\nx = 2\n```\n"
+        "File: ok.py\n```python\nx = 3\n```\n"
+    )
+    ollama.script(Reply(text=escape))
+    result = _codegen(env, out)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "outside", "project"]
+    assert [p.name for p in out.iterdir()] == ["ok.py"]
+    assert "left out" in result.output and "../escaped.py" in result.output
+    # A symbolic link inside --out that points elsewhere is refused: nothing is written at all.
+    (out / "src").symlink_to(outside, target_is_directory=True)
+    ollama.script(Reply(text="File: src/evil.py\n```python\nx = 4\n```\nFile: b.py\n```python\nx = 5\n```\n"))
+    refused = _codegen(env, out, "--force")
+    assert refused.exit_code == 1 and "symbolic link" in refused.output
+    assert list(outside.iterdir()) == [] and not (out / "b.py").exists()
+
+
+def test_codegen_bad_choices_and_no_model(env: dict[str, str], tmp_path: Path) -> None:
+    bad = runner.invoke(
+        app,
+        ["codegen", "x", "--framework", "angular", "--target", "script", "--out", str(tmp_path / "o")],
+        env=env,
+    )
+    assert bad.exit_code == 2
+    assert (
+        "unknown framework 'angular'; allowed: react, vue, svelte, fastapi, flask, node, python-cli"
+        in bad.output
+    )
+    bad_target = runner.invoke(
+        app,
+        ["codegen", "x", "--framework", "react", "--target", "widget", "--out", str(tmp_path / "o")],
+        env=env,
+    )
+    assert (
+        bad_target.exit_code == 2 and "--target" in bad_target.output and "full-project" in bad_target.output
+    )
+    nothing = {**env, **local_env(None, None)}
+    result = _codegen(nothing, tmp_path / "o")
+    assert result.exit_code == 1 and "Register a model first" in result.output
+    assert not (tmp_path / "o").exists()

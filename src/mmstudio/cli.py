@@ -1,4 +1,4 @@
-"""The `mmstudio` command line (Typer + Rich): serve, models, chat, conversations."""
+"""The `mmstudio` command line (Typer + Rich): serve, models, chat, codegen, conversations."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmstudio import __version__
+from mmstudio.domain.codegen.catalog import FRAMEWORKS, TARGET_TYPES
 from mmstudio.domain.registry import ModelRequest
 from mmstudio.errors import StudioError
 from mmstudio.settings import Settings
@@ -375,6 +376,89 @@ def chat(
             err.print(f"[dim]conversation {cid} (resume: mmstudio chat -c {cid})[/]")
 
     _run(lambda: _with_studio(settings, work))
+
+
+@app.command()
+def codegen(
+    description: Annotated[str, typer.Argument(help="what to build")],
+    framework: Annotated[str, typer.Option("--framework", "-f", help=f"one of: {', '.join(FRAMEWORKS)}")],
+    target: Annotated[str, typer.Option("--target", "-t", help=f"one of: {', '.join(TARGET_TYPES)}")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory to write the files into")],
+    name: Annotated[str | None, typer.Option(help="project name (default: the --out folder's name)")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="model id, name or alias (default: the active model)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite files that already exist")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Generate code with your model (local first, then the cloud fallback chain) into --out.
+
+    Nothing is written outside --out, and existing files are never overwritten without --force. The
+    project is also kept in Creator Studio's history. Generated code is never run."""
+    from mmstudio.domain.codegen.catalog import framework as known_framework
+    from mmstudio.domain.codegen.catalog import target_type as known_target
+    from mmstudio.domain.codegen.service import CodegenRequest
+    from mmstudio.domain.codegen.writer import check_writes, write_files
+
+    try:  # a wrong choice is refused before anything starts
+        framework, target = known_framework(framework).id, known_target(target).id
+        settings = _settings(config, data_dir)
+    except StudioError as exc:
+        err.print(f"[red]error:[/] {exc.message.replace('targetType', '--target')}")
+        raise typer.Exit(2) from None
+    project_name = name or out.resolve().name or "project"
+
+    async def work(studio: Studio) -> Any:
+        await _refresh(studio)  # an engine that is down is skipped, not waited for
+        request = CodegenRequest(project_name, description, framework, target, model)
+        started = await studio.codegen.start(request, user="cli")
+        err.print(f"[dim]project {started.id}[/]")
+        final = await _follow_codegen(studio, started.id)
+        check_writes(out, final.files, force=force)  # all checked before anything is written
+        written = write_files(out, final.files, force=force, on_file=lambda f, p: console.print(f"  {p}"))
+        err.print(
+            f"[green]Generated with {final.model_name or final.model_used} in "
+            f"{round(final.latency_ms or 0)} ms[/]: {len(written)} file(s) in {out}"
+        )
+        for item in final.skipped:
+            err.print(f"[yellow]left out[/] {item.path or '(no path)'}: {item.reason}")
+
+    _run(lambda: _with_studio(settings, work))
+
+
+async def _follow_codegen(studio: Studio, project_id: str) -> Any:
+    """Show the generation's progress (the model being tried, failures, characters and files so far)
+    until it ends; returns the project or raises the error that ended it."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    chars = 0
+    files: dict[str, None] = {}
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
+        task = progress.add_task("Starting…", total=None)
+        current = ""
+        async for event in studio.codegen.listen(project_id):
+            if event.type == "plan":
+                for skipped in event.skipped:
+                    progress.console.print(f"[yellow]skipped[/] {skipped['model']}: {skipped['reason']}")
+            elif event.type == "attempt":
+                timeout = f"{event.timeout:g} s" if event.timeout else "no"
+                current = f"{event.model_name} ({event.model}, {event.model_kind})"
+                progress.update(task, description=f"Trying {current}, {timeout} timeout…")
+            elif event.type == "attempt_failed" and event.attempt is not None:
+                progress.console.print(f"[red]✗[/] {event.model_name}: {event.attempt.get('error')}")
+            elif event.type == "text":
+                chars += len(event.text)
+                progress.update(
+                    task, description=f"Generating with {current}: {chars:,} characters, {len(files)} file(s)"
+                )
+            elif event.type == "file" and event.file is not None:
+                if event.file.path not in files:
+                    progress.console.print(f"[dim]  + {event.file.path}[/]")
+                files[event.file.path] = None
+    return await studio.codegen.result(project_id)
 
 
 @conversations_app.command("list")

@@ -136,6 +136,30 @@ class ChatConfig(_Strict):
     titles: Literal["model", "first_message"] = "model"
 
 
+class CodegenConfig(_Strict):
+    """Creator Studio: its fallback chain, rate limit and the bounds of what one generation produces."""
+
+    fallback_chain: tuple[str, ...] = Field(
+        default=(),
+        description="models tried after the active one; empty: one cloud model per provider whose key is set",
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=lambda: RateLimit(rpm=100), description="per user (gateway key, else client address)"
+    )
+    max_output_tokens: int = Field(default=8192, ge=256, le=200_000)
+    max_files: int = Field(default=100, ge=1, le=1000)
+    max_file_kb: int = Field(default=256, ge=1, le=10_000)
+    max_total_kb: int = Field(default=2000, ge=1, le=100_000)
+
+    @field_validator("fallback_chain")
+    @classmethod
+    def _chain_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ref in value:
+            if not ref.strip():
+                raise ValueError("a model in fallback_chain is empty")
+        return value
+
+
 class StudioConfig(_Strict):
     default_model: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -145,6 +169,7 @@ class StudioConfig(_Strict):
     limits: Limits = Field(default_factory=Limits)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    codegen: CodegenConfig = Field(default_factory=CodegenConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

@@ -20,6 +20,7 @@ from mmstudio.config import RateLimit
 from mmstudio.domain.chat.compare import CompareService
 from mmstudio.domain.chat.knowledge import KnowledgeService
 from mmstudio.domain.chat.service import ChatService
+from mmstudio.domain.codegen.service import CodegenService
 from mmstudio.domain.keys import GatewayKeys
 from mmstudio.domain.metrics import MetricsRecorder
 from mmstudio.domain.ratelimit import RateLimiter
@@ -36,6 +37,7 @@ from mmstudio.providers.base import (
 from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
 from mmstudio.storage.chat_repo import ChatRepository
+from mmstudio.storage.codegen_repo import CodegenRepository
 from mmstudio.storage.compare_repo import CompareRepository
 from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.keys_repo import KeyRepository
@@ -86,6 +88,7 @@ class Studio:
     knowledge: KnowledgeService
     compare: CompareService
     conversations: ChatService
+    codegen: CodegenService
 
     def __init__(
         self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
@@ -173,8 +176,12 @@ class Studio:
                 studio.knowledge,
                 settings.config.chat,
             )
+            studio.codegen = CodegenService(
+                CodegenRepository(sessions), studio.router, settings.config.codegen, studio.limiter
+            )
             await studio.conversations.recover()  # answers a crash cut short become `interrupted`
             await studio.compare.recover()
+            await studio.codegen.recover()
         except Exception:
             await studio.close()
             raise
@@ -205,6 +212,9 @@ class Studio:
         compare: CompareService | None = getattr(self, "compare", None)
         if compare is not None:
             await compare.close()
+        codegen: CodegenService | None = getattr(self, "codegen", None)
+        if codegen is not None:
+            await codegen.close()  # generations in flight are stored `interrupted`, text kept
         router: Router | None = getattr(self, "router", None)
         if router is not None:
             await router.drain()  # token counts of answers already sent

@@ -103,6 +103,26 @@ EXPECTED = {
         "output_tokens",
     },
     "votes": {"run_id", "winner", "created_at"},
+    "codegen_projects": {
+        "id",
+        "name",
+        "description",
+        "framework",
+        "target_type",
+        "model_requested",
+        "status",
+        "model_used",
+        "model_name",
+        "latency_ms",
+        "attempts",
+        "skipped",
+        "error",
+        "raw_text",
+        "file_count",
+        "created_at",
+        "finished_at",
+    },
+    "codegen_files": {"project_id", "position", "path", "language", "content"},
 }
 CHAT_TABLES = {
     "prompt_profiles",
@@ -115,6 +135,8 @@ CHAT_TABLES = {
     "compare_runs",
     "compare_answers",
     "votes",
+    "codegen_projects",  # 0005, also gone after a downgrade to 0002
+    "codegen_files",
 }
 # SQLite full-text search (0003): virtual tables, their shadow tables and triggers, not in tables.py.
 SQLITE_SEARCH_TABLES = {"messages_fts", "conversations_fts", "document_chunks_fts"}

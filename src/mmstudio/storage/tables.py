@@ -296,3 +296,41 @@ class VoteRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("compare_runs.id", ondelete="CASCADE"), primary_key=True)
     winner: Mapped[str] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CodegenProjectRow(Base):
+    """A Creator Studio generation: stored before the model is called, finished when it ends."""
+
+    __tablename__ = "codegen_projects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    framework: Mapped[str] = mapped_column(String(40))
+    target_type: Mapped[str] = mapped_column(String(40))
+    model_requested: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))
+    model_used: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    model_name: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CodegenFileRow(Base):
+    """One generated file of a project, in the order the model wrote them."""
+
+    __tablename__ = "codegen_files"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("codegen_projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(300))
+    language: Mapped[str] = mapped_column(String(40))
+    content: Mapped[str] = mapped_column(Text)

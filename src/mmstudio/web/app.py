@@ -21,6 +21,7 @@ from mmstudio.settings import Settings
 from mmstudio.web import (
     chat_api,
     chat_ui_api,
+    codegen_api,
     compare_api,
     errors,
     keys_api,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(chat_ui_api.router)
     app.include_router(knowledge_api.router)
     app.include_router(compare_api.router)
+    app.include_router(codegen_api.router)
     pages.install(app)
     app.add_middleware(GatewayAuth)
     # Outermost: an oversized body is refused before anything else reads it.

@@ -9,13 +9,12 @@ naming the field (FastAPI's own validation would answer 422).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.chat.compare import (
     CompareAnswer,
@@ -26,14 +25,12 @@ from mmstudio.domain.chat.compare import (
     RunVote,
 )
 from mmstudio.domain.chat.leaderboard import BOTH_BAD, TIE
-from mmstudio.errors import InvalidRequest
+from mmstudio.web.bodies import body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_options
 from mmstudio.web.sse import sse_event, sse_response
 
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class CompareIn(BaseModel):
@@ -50,45 +47,13 @@ class VoteIn(BaseModel):
     winner: str = Field(description=f'one of the run\'s models, "{TIE}" or "{BOTH_BAD}"')
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    # The body is read by hand (for 400s); this keeps it described in the OpenAPI document.
-    schema = {"schema": model.model_json_schema()}
-    return {"requestBody": {"required": True, "content": {"application/json": schema}}}
-
-
-async def _parse(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    try:
-        payload = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}", field="body") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object", field="body")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()]
-        first = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
-        raise InvalidRequest("; ".join(problems), field=first) from None
-
-
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a whole number; got {raw!r}", field=name) from None
-
-
 # -- routes ------------------------------------------------------------------------------------
 
 
-@router.post("/compare", response_model=None, openapi_extra=_body_schema(CompareIn))
+@router.post("/compare", response_model=None, openapi_extra=body_schema(CompareIn))
 async def compare(request: Request, studio: StudioDep) -> JSONResponse | StreamingResponse:
     """Send one prompt to 2 to 4 models at once; stream their answers side by side (or wait)."""
-    body = await _parse(request, CompareIn)
+    body = await parse_body(request, CompareIn)
     service: CompareService = studio.compare
     options = route_options(request, route="compare", fallbacks=False)
     run = await service.start(body.prompt, body.models, options=options)
@@ -103,7 +68,7 @@ async def list_runs(request: Request, studio: StudioDep) -> JSONResponse:
     """Recent runs, newest first (`limit` 1 to 100, default 20; `offset`)."""
     service: CompareService = studio.compare
     page = await service.list_runs(
-        limit=_int_param(request, "limit", 20), offset=_int_param(request, "offset", 0)
+        limit=int_param(request, "limit", 20), offset=int_param(request, "offset", 0)
     )
     return JSONResponse(
         {
@@ -122,10 +87,10 @@ async def get_run(run_id: str, studio: StudioDep) -> JSONResponse:
     return JSONResponse(_run(await service.get(run_id)))
 
 
-@router.post("/compare/{run_id}/vote", openapi_extra=_body_schema(VoteIn))
+@router.post("/compare/{run_id}/vote", openapi_extra=body_schema(VoteIn))
 async def vote(run_id: str, request: Request, studio: StudioDep) -> JSONResponse:
     """Say which side won ("tie", "both_bad"); voting again replaces the earlier vote."""
-    body = await _parse(request, VoteIn)
+    body = await parse_body(request, VoteIn)
     service: CompareService = studio.compare
     recorded = await service.vote(run_id, body.winner)
     return JSONResponse({"runId": run_id, **_vote(recorded)})

@@ -7,6 +7,7 @@ Two body shapes: the studio's `{"error": title, "message": ...}` and, under `/v1
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,7 @@ from mmstudio.errors import (
     InvalidRequest,
     ModelNotFound,
     NoModelAvailable,
+    NoModelRegistered,
     NotFound,
     PayloadTooLarge,
     ProviderError,
@@ -90,6 +92,8 @@ def error_body(exc: StudioError) -> tuple[int, dict[str, object]]:
         body["cause"] = exc.cause
     if isinstance(exc, NoModelAvailable):
         body["skipped"] = [{"model": m, "reason": r} for m, r in exc.skipped]
+    if isinstance(exc, NoModelRegistered):
+        body["link"] = exc.link
     if isinstance(exc, ProviderError):
         body["kind"] = exc.kind
         if exc.status is not None:
@@ -110,10 +114,18 @@ def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
-def render_error(path: str, exc: StudioError) -> JSONResponse:
-    """The response for `exc` on a request to `path`, in the shape that path's clients expect."""
+def render_error(
+    path: str,
+    exc: StudioError,
+    *,
+    extra: Mapping[str, object] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The response for `exc` on a request to `path`, in the shape that path's clients expect
+    (`extra` fields join a studio-shaped body)."""
     status, body = error_body(exc)
-    headers: dict[str, str] = {}
+    body.update(extra or {})
+    headers = dict(headers or {})
     retry_after = exc.retry_after if isinstance(exc, (RateLimited, ProviderError)) else None
     if status == 429 and retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))

@@ -1,0 +1,46 @@
+"""Request bodies and query parameters read by hand, so every bad input is a 400 naming the field
+(FastAPI's own validation answers 422), while the OpenAPI document still describes the body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from mmstudio.errors import InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route whose body is read with `parse_body`."""
+    schema = {"schema": model.model_json_schema()}
+    return {"requestBody": {"required": True, "content": {"application/json": schema}}}
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    try:
+        payload = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object", field="body")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()]
+        first = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
+        raise InvalidRequest("; ".join(problems), field=first) from None
+
+
+def int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a whole number; got {raw!r}", field=name) from None
