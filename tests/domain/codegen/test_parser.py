@@ -264,6 +264,36 @@ PROSE = case(
 )
 
 
+INTRODUCED = case(
+    "introduced",
+    md(
+        """
+        First, create `package.json`:
+        ```json
+        {"name": "app"}
+        ```
+        Then update **`src/App.tsx`** as follows:
+        ```tsx
+        export default function App() {}
+        ```
+        Compare `a.py` and `b.py`:
+        ```python
+        print("two quoted paths: not a path line")
+        ```
+        Install with `npm`, then run `node.js`:
+        ```js
+        console.log("no path-like token")
+        ```
+        """
+    ),
+)
+
+
+def test_a_sentence_introducing_one_quoted_path_names_the_block() -> None:
+    result = parse_files(INTRODUCED)
+    assert paths(result) == ["package.json", "src/App.tsx", "main.py", "index.js"]
+
+
 def test_prose_before_a_block_is_not_a_path() -> None:
     result = parse_files(PROSE)
     assert paths(result) == ["App.tsx", "index.js", "main.py", "main-2.py", "main-3.py"]

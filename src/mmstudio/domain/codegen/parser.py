@@ -3,7 +3,8 @@
 The prompt asks for `File: path` followed by a fenced block, but models deviate, so a block's path
 is taken from, in order: its info string (```` ```tsx src/App.tsx ````, `path=`, `title=`,
 `python:app/main.py`, or a bare path), the nearest non-blank line before it when that line is
-nothing but a path (`File: x`, `**x**`, `### x`, `` `x` ``, `1. x`, `// x`...), or a comment on its
+nothing but a path (`File: x`, `**x**`, `### x`, `` `x` ``, `1. x`, `// x`...) or a sentence ending
+in a colon that quotes exactly one path ("Create `package.json`:"), or a comment on its
 first line (`// x`, `# File: x`, `<!-- x -->`), which is then removed from the content. Without any
 of those the name comes from the language (`main.py`, `App.tsx`...).
 
@@ -139,6 +140,7 @@ _ATTRIBUTE = re.compile(
 _LANG_AND_PATH = re.compile(r"^([A-Za-z][\w+#.-]+):(?!//)(\S+)$")
 _LEADER = re.compile(r"^(?:#{1,6}\s+|>\s*|[-*+]\s+|\d{1,3}[.)]\s+|/{2,}\s*|--\s+|<!--\s*|/\*+\s*|;+\s*)")
 _TRAILER = re.compile(r"\s*(?:-->|\*+/)$")
+_QUOTED = re.compile(r"`([^`\s]+)`")
 _LABEL = re.compile(r"^(?:file\s*name|file|path)(?P<colon>\s*:\s*|\s+)", re.I)
 # "src/App.tsx (new)", "app.py - the entry point" (with a hyphen, an en dash or an em dash)
 _DESCRIPTION = re.compile(r"\s+(?:\(|[\u2014\u2013-]\s).*$")
@@ -232,6 +234,19 @@ def _line_path(line: str) -> str | None:
     if "://" in token or token.lower() in _PROSE_NAMES or not looks_like_path(token):
         return None
     return token
+
+
+def _introduced_path(line: str) -> str | None:
+    """The one `code`-quoted path in a sentence that introduces the block: "Create `package.json`:"."""
+    text = line.strip().removesuffix("**").rstrip()
+    if not text.endswith(":"):
+        return None
+    tokens = [
+        t
+        for t in _QUOTED.findall(text)
+        if "://" not in t and t.lower() not in _PROSE_NAMES and looks_like_path(t)
+    ]
+    return tokens[0] if len(tokens) == 1 else None
 
 
 def _comment_path(line: str, language: str | None) -> str | None:
@@ -451,7 +466,7 @@ class FileStream:
             self._block = _Block(fence, language, info_path, self._line_path)
             self._line_path = None
         elif line.strip():
-            self._line_path = _line_path(line)
+            self._line_path = _line_path(line) or _introduced_path(line)
 
     def _read_inside(self, block: _Block, line: str) -> bool:
         """Take one line of an open block; True when it is the block's closing fence."""
