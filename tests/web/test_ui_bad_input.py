@@ -6,33 +6,16 @@ outside the allowed ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import httpx
 import pytest
-
-from mmstudio.settings import Settings
-from mmstudio.web.app import create_app
-from tests.domain.conftest import local_env
-from tests.fakes.ollama_server import FakeOllamaServer
-from tests.web.conftest import app_client
+from fastapi import FastAPI
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture
-def ollama() -> Iterator[FakeOllamaServer]:
-    with FakeOllamaServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def client(data_dir: Path, ollama: FakeOllamaServer) -> AsyncIterator[httpx.AsyncClient]:
-    env = {"MMSTUDIO_DATA_DIR": str(data_dir), **local_env(ollama, None)}
-    async with app_client(create_app(Settings.from_env(env), environ=env)) as client:
-        await client.post("/api/models/detect")
-        yield client
+def client(ollama_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return ollama_app[1]
 
 
 CASES = [

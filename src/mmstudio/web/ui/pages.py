@@ -9,6 +9,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from mmstudio.domain.codegen.catalog import FRAMEWORKS, TARGET_TYPES
+from mmstudio.domain.codegen.service import MAX_DESCRIPTION, MAX_NAME
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import chat_views
 from mmstudio.web.ui.markdown import pygments_css
@@ -49,6 +51,20 @@ async def compare(request: Request) -> HTMLResponse:
     return render(request, "compare.html", page="compare", title="Compare")
 
 
+@router.get("/creator-studio", response_class=HTMLResponse)
+async def creator(request: Request) -> HTMLResponse:
+    return render(
+        request,
+        "creator.html",
+        page="creator",
+        title="Creator Studio",
+        frameworks=list(FRAMEWORKS.values()),
+        target_types=list(TARGET_TYPES.values()),
+        name_max=MAX_NAME,  # the form stops what the API would refuse
+        description_max=MAX_DESCRIPTION,
+    )
+
+
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
 async def metrics(request: Request) -> HTMLResponse:
     return render(request, "metrics.html", page="metrics", title="Metrics")
@@ -61,7 +77,14 @@ async def code_colours() -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their fragments and the static files on `app`."""
-    from mmstudio.web.ui import chat_views, compare_views, header, models_views, onboarding_views
+    from mmstudio.web.ui import (
+        chat_views,
+        compare_views,
+        creator_views,
+        header,
+        models_views,
+        onboarding_views,
+    )
 
     app.include_router(router)
     app.include_router(header.router)
@@ -69,4 +92,5 @@ def install(app: FastAPI) -> None:
     app.include_router(onboarding_views.router)
     app.include_router(compare_views.router)
     app.include_router(chat_views.router)
+    app.include_router(creator_views.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -240,11 +240,14 @@
   }
 
   // -- HTMX glue -----------------------------------------------------------------------------------
+  // Registered at once, not on DOMContentLoaded: HTMX sends the page's `load` requests (the header's
+  // status among them) before that handler runs, and they must carry the stored key too.
+  document.addEventListener("htmx:configRequest", (event) => {
+    const key = storedKey();
+    if (key) event.detail.headers["Authorization"] = "Bearer " + key;
+  });
+
   function setupHtmx() {
-    document.body.addEventListener("htmx:configRequest", (event) => {
-      const key = storedKey();
-      if (key) event.detail.headers["Authorization"] = "Bearer " + key;
-    });
     document.body.addEventListener("htmx:responseError", async (event) => {
       const xhr = event.detail.xhr;
       if (xhr.status === 401) {
@@ -299,7 +302,21 @@
     });
   }
 
-  window.mm = { api, apiJson, toast, messageOf, ApiError, askForKey, SseParser, readSse, events };
+  // A DOM element: `attrs` are attributes (`text` sets the text, `className` the class; null, undefined
+  // and false are left out, true is an empty attribute), `children` are appended.
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "text") node.textContent = value;
+      else if (key === "className") node.className = value;
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  window.mm = { api, apiJson, toast, messageOf, ApiError, askForKey, SseParser, readSse, events, el };
 
   document.addEventListener("DOMContentLoaded", () => {
     setupTheme();

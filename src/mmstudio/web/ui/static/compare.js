@@ -15,17 +15,7 @@
   // -- small helpers -----------------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
 
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "className") node.className = value;
-      else node.setAttribute(key, value === true ? "" : value);
-    }
-    for (const child of children || []) node.append(child);
-    return node;
-  }
+  const { el } = window.mm; // DOM element builder (app.js)
 
   function duration(ms) {
     if (ms === null || ms === undefined) return null;
