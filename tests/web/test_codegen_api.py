@@ -262,7 +262,12 @@ async def test_local_timeout_then_the_cloud_answers(
         (CLOUD, "cloud", 60.0),
     ]
     failed = seen[3][1]
-    assert failed["model"] == GEMMA and failed["kind"] == "timeout" and "within 0.3 s" in failed["error"]
+    assert (
+        failed["model"] == GEMMA
+        and failed["errorKind"] == "timeout"
+        and failed["kind"] == "local"
+        and "within 0.3 s" in failed["error"]
+    )
     assert seen[4][1]["model"] == CLOUD and seen[4][1]["kind"] == "cloud"
     done = seen[-1][1]
     assert seen[-1][0] == "done" and done["modelUsed"] == CLOUD and len(done["files"]) == 2

@@ -179,8 +179,9 @@ def event_json(event: CodegenEvent) -> dict[str, Any]:
         return {
             "model": event.model,
             "modelName": event.model_name,
+            "kind": event.model_kind,
             "error": attempt.get("error"),
-            "kind": attempt.get("kind"),
+            "errorKind": attempt.get("kind"),
             "latencyMs": attempt.get("latencyMs"),
         }
     if event.type == "text":
