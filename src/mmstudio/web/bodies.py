@@ -44,3 +44,24 @@ def int_param(request: Request, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"{name} must be a whole number; got {raw!r}", field=name) from None
+
+
+PAGE_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "how many items (1 to 100)",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+        {
+            "name": "offset",
+            "in": "query",
+            "required": False,
+            "description": "how many to skip",
+            "schema": {"type": "integer", "minimum": 0, "default": 0},
+        },
+    ]
+}
+"""`openapi_extra` for a list route whose `limit` and `offset` are read with `int_param`."""

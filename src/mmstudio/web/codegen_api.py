@@ -23,7 +23,7 @@ from mmstudio.domain.codegen.service import CodegenEvent, CodegenRequest, Codege
 from mmstudio.domain.codegen.types import GeneratedFile, Project
 from mmstudio.errors import StudioError
 from mmstudio.web.auth import get_principal
-from mmstudio.web.bodies import body_schema, int_param, parse_body
+from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.errors import error_body, render_error
 from mmstudio.web.gateway import route_options
@@ -96,7 +96,7 @@ async def generate(request: Request, studio: StudioDep) -> Response:
     return JSONResponse(project_json(finished), headers=headers)
 
 
-@router.get("/projects")
+@router.get("/projects", openapi_extra=PAGE_PARAMETERS)
 async def list_projects(request: Request, studio: StudioDep) -> JSONResponse:
     """Earlier projects, newest first (`limit` 1 to 100, default 20; `offset`)."""
     service: CodegenService = studio.codegen

@@ -25,7 +25,7 @@ from mmstudio.domain.chat.compare import (
     RunVote,
 )
 from mmstudio.domain.chat.leaderboard import BOTH_BAD, TIE
-from mmstudio.web.bodies import body_schema, int_param, parse_body
+from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_options
 from mmstudio.web.sse import sse_event, sse_response
@@ -63,7 +63,7 @@ async def compare(request: Request, studio: StudioDep) -> JSONResponse | Streami
     return sse_response(_frames(service, run.id), {"x-mmstudio-compare-id": run.id})
 
 
-@router.get("/compare")
+@router.get("/compare", openapi_extra=PAGE_PARAMETERS)
 async def list_runs(request: Request, studio: StudioDep) -> JSONResponse:
     """Recent runs, newest first (`limit` 1 to 100, default 20; `offset`)."""
     service: CompareService = studio.compare
