@@ -226,6 +226,14 @@ def test_codegen_refuses_to_overwrite_without_force(
     assert "app/main.py" in refused.output and "--force" in refused.output
     assert (out / "app" / "main.py").read_text() == "mine\n"
     assert not (out / "README.md").exists()  # all or nothing
+    # The generated files are kept: the refusal says how to write them without another model call.
+    project = re.search(r"kept as project (\S+):", refused.output)
+    assert project is not None, refused.output
+    calls = len(ollama.requests_to("/api/chat"))
+    written = runner.invoke(app, ["codegen", "--project", project[1], "--out", str(out), "--force"], env=env)
+    assert written.exit_code == 0, written.output
+    assert (out / "app" / "main.py").read_text() == "print('hello')\n"
+    assert (out / "README.md").exists() and len(ollama.requests_to("/api/chat")) == calls
     forced = _codegen(env, out, "--force")
     assert forced.exit_code == 0, forced.output
     assert (out / "app" / "main.py").read_text() == "print('hello')\n"
@@ -275,6 +283,10 @@ def test_codegen_bad_choices_and_no_model(env: dict[str, str], tmp_path: Path) -
     assert (
         bad_target.exit_code == 2 and "--target" in bad_target.output and "full-project" in bad_target.output
     )
+    missing = runner.invoke(app, ["codegen", "x", "--out", str(tmp_path / "o")], env=env)
+    assert missing.exit_code == 2 and "missing --framework, --target" in missing.output
+    unknown = runner.invoke(app, ["codegen", "--project", "nope", "--out", str(tmp_path / "o")], env=env)
+    assert unknown.exit_code == 1 and "no Creator Studio project with id 'nope'" in unknown.output
     nothing = {**env, **local_env(None, None)}
     result = _codegen(nothing, tmp_path / "o")
     assert result.exit_code == 1 and "Register a model first" in result.output

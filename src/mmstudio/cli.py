@@ -380,13 +380,21 @@ def chat(
 
 @app.command()
 def codegen(
-    description: Annotated[str, typer.Argument(help="what to build")],
-    framework: Annotated[str, typer.Option("--framework", "-f", help=f"one of: {', '.join(FRAMEWORKS)}")],
-    target: Annotated[str, typer.Option("--target", "-t", help=f"one of: {', '.join(TARGET_TYPES)}")],
     out: Annotated[Path, typer.Option("--out", "-o", help="directory to write the files into")],
+    description: Annotated[str | None, typer.Argument(help="what to build")] = None,
+    framework: Annotated[
+        str | None, typer.Option("--framework", "-f", help=f"one of: {', '.join(FRAMEWORKS)}")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help=f"one of: {', '.join(TARGET_TYPES)}")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="project name (default: the --out folder's name)")] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="model id, name or alias (default: the active model)")
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="write this stored project (see Creator Studio's history) instead"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite files that already exist")] = False,
     config: ConfigOpt = None,
@@ -394,15 +402,25 @@ def codegen(
 ) -> None:
     """Generate code with your model (local first, then the cloud fallback chain) into --out.
 
-    Nothing is written outside --out, and existing files are never overwritten without --force. The
-    project is also kept in Creator Studio's history. Generated code is never run."""
+    Nothing is written outside --out, and existing files are never overwritten without --force. Every
+    project is kept in Creator Studio's history; `--project ID` writes a stored one again without a
+    model call. Generated code is never run."""
     from mmstudio.domain.codegen.catalog import framework as known_framework
     from mmstudio.domain.codegen.catalog import target_type as known_target
     from mmstudio.domain.codegen.service import CodegenRequest
-    from mmstudio.domain.codegen.writer import check_writes, write_files
 
-    try:  # a wrong choice is refused before anything starts
-        framework, target = known_framework(framework).id, known_target(target).id
+    try:  # a wrong or missing choice is refused before anything starts
+        if project is not None:
+            if description is not None or framework is not None or target is not None:
+                raise StudioError(
+                    "--project writes a stored project: leave out the description, --framework and --target"
+                )
+        else:
+            missing = [n for n, v in (("a description", description), ("--framework", framework)) if not v]
+            missing += ["--target"] if not target else []
+            if missing:
+                raise StudioError(f"missing {', '.join(missing)} (or --project ID to write a stored project)")
+            framework, target = known_framework(framework or "").id, known_target(target or "").id
         settings = _settings(config, data_dir)
     except StudioError as exc:
         err.print(f"[red]error:[/] {exc.message.replace('targetType', '--target')}")
@@ -410,21 +428,39 @@ def codegen(
     project_name = name or out.resolve().name or "project"
 
     async def work(studio: Studio) -> Any:
+        if project is not None:
+            stored = await studio.codegen.get(project)
+            if stored.status == "generating":
+                raise StudioError(f"project {project} is still generating; write it when it has finished")
+            _write_project(stored, out, force=force)
+            return
         await _refresh(studio)  # an engine that is down is skipped, not waited for
-        request = CodegenRequest(project_name, description, framework, target, model)
+        request = CodegenRequest(project_name, description or "", framework or "", target or "", model)
         started = await studio.codegen.start(request, user="cli")
         err.print(f"[dim]project {started.id}[/]")
         final = await _follow_codegen(studio, started.id)
-        check_writes(out, final.files, force=force)  # all checked before anything is written
-        written = write_files(out, final.files, force=force, on_file=lambda f, p: console.print(f"  {p}"))
-        err.print(
-            f"[green]Generated with {final.model_name or final.model_used} in "
-            f"{round(final.latency_ms or 0)} ms[/]: {len(written)} file(s) in {out}"
-        )
-        for item in final.skipped:
-            err.print(f"[yellow]left out[/] {item.path or '(no path)'}: {item.reason}")
+        try:
+            _write_project(final, out, force=force)
+        except StudioError as exc:  # the files are kept: say how to get them
+            raise StudioError(
+                f"{exc.message}\nNothing was written; the generated files are kept as project {final.id}: "
+                f"mmstudio codegen --project {final.id} --out DIR (add --force to overwrite)"
+            ) from None
 
     _run(lambda: _with_studio(settings, work))
+
+
+def _write_project(project: Any, out: Path, *, force: bool) -> None:
+    from mmstudio.domain.codegen.writer import check_writes, write_files
+
+    check_writes(out, project.files, force=force)  # all checked before anything is written
+    written = write_files(out, project.files, force=force, on_file=lambda f, p: console.print(f"  {p}"))
+    err.print(
+        f"[green]Generated with {project.model_name or project.model_used} in "
+        f"{round(project.latency_ms or 0)} ms[/]: {len(written)} file(s) in {out}"
+    )
+    for item in project.skipped:
+        err.print(f"[yellow]left out[/] {item.path or '(no path)'}: {item.reason}")
 
 
 async def _follow_codegen(studio: Studio, project_id: str) -> Any:
