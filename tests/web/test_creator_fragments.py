@@ -3,7 +3,9 @@ as a tree with highlighted, escaped code, and the history lists projects newest 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from html import unescape
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from mmstudio.domain.codegen.types import GeneratedFile, Skipped
+from mmstudio.web.ui import creator_views
 from mmstudio.web.ui.creator_views import file_tree, highlighted
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
@@ -152,3 +155,28 @@ def test_highlighting_keeps_the_text_exactly() -> None:
     html = highlighted(GeneratedFile("x.py", "python", text))
     assert unescape(re.sub(r"<[^>]+>", "", html)) == text
     assert highlighted(GeneratedFile("odd.unknownext", "nonsense", "<b>")) == "&lt;b&gt;"
+
+
+async def test_highlighting_runs_off_the_event_loop(
+    app: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Highlighting a big project takes seconds; other requests must be answered meanwhile. The real
+    highlighter runs, held until /healthz has answered: on the event loop that could never happen."""
+    made, client = app
+    project_id = await stored(made, "big", [GeneratedFile("big.py", "python", "x = 1\n")])
+    started, answered = threading.Event(), threading.Event()
+    real = creator_views.highlighted
+
+    def held(file: GeneratedFile) -> str:
+        started.set()
+        answered.wait(10)
+        return real(file)
+
+    monkeypatch.setattr(creator_views, "highlighted", held)
+    fragment = asyncio.create_task(client.get(f"/api/ui/codegen/projects/{project_id}"))
+    assert await asyncio.to_thread(started.wait, 10)
+    assert (await client.get("/healthz")).status_code == 200
+    assert not fragment.done()
+    answered.set()
+    response = await fragment
+    assert response.status_code == 200 and "big.py" in response.text

@@ -7,6 +7,7 @@ Generated code is shown as text, never run: Pygments escapes it and nothing here
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from html import escape
 from typing import Annotated, Any
@@ -168,7 +169,10 @@ async def project(request: Request, studio: StudioDep, project_id: str) -> HTMLR
     """One project: what was asked, which model answered (or why none did), the tree and the files."""
     found: Project = await studio.codegen.get(project_id)
     names = _names(studio)
-    return render(
+    # Highlighting is CPU work (a 2 MB project takes seconds): off the event loop, so streams and
+    # other requests go on meanwhile.
+    return await asyncio.to_thread(
+        render,
         request,
         "partials/creator_project.html",
         project=found,
