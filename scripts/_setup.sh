@@ -16,20 +16,34 @@ pick_python() {
   return 1
 }
 
-# ensure_venv [extra]: create .venv and (re)install the package when pyproject.toml changed.
+# Installs come from the exact versions in requirements/ (see requirements/README.md); with
+# MMSTUDIO_LATEST=1 (scripts/test --latest) from the newest releases pyproject.toml's ranges allow, into
+# .venv-latest so the locked .venv is left alone.
+LOCK="$ROOT/requirements/lock.txt"
+BUILD_LOCK="$ROOT/requirements/build-lock.txt"
+if [ "${MMSTUDIO_LATEST:-}" = "1" ]; then
+  VENV="$ROOT/.venv-latest"
+fi
+
+# ensure_venv [extra]: create the venv and (re)install the package when pyproject.toml or the lock changed.
 ensure_venv() {
-  local extra="${1:-}" spec="$ROOT" stamp
+  local extra="${1:-}" spec="$ROOT" stamp want
   [ -n "$extra" ] && spec="$ROOT[$extra]"
   if [ ! -x "$VENV/bin/python" ]; then
     "$(pick_python)" -m venv "$VENV"
   fi
   stamp="$VENV/.installed-${extra:-base}"
-  local want
-  want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "==> installing mmstudio${extra:+[$extra]} into .venv (first run builds llama.cpp for the tests: several minutes)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$spec"
+  want="$(cat "$ROOT/pyproject.toml" "$LOCK" "$BUILD_LOCK" | sha256sum | cut -d' ' -f1)"
+  # --latest always re-resolves: finding what newer releases changed is its purpose.
+  if [ "${MMSTUDIO_LATEST:-}" = "1" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "==> installing mmstudio${extra:+[$extra]} into ${VENV#"$ROOT"/} (first run builds llama.cpp for the tests: several minutes)"
+    if [ "${MMSTUDIO_LATEST:-}" = "1" ]; then
+      "$VENV/bin/python" -m pip install --quiet --upgrade pip
+      "$VENV/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager -e "$spec"
+    else
+      "$VENV/bin/python" -m pip install --quiet "pip==$(sed -n 's/^pip==//p' "$BUILD_LOCK")"
+      "$VENV/bin/python" -m pip install --quiet --constraint "$LOCK" --build-constraint "$BUILD_LOCK" -e "$spec"
+    fi
     echo "$want" > "$stamp"
   fi
 }

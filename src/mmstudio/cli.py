@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mmstudio.studio import Studio
 
 T = TypeVar("T")
+# uvicorn's websockets implementation that does not use websockets.legacy (deprecated, to be removed).
+WS_IMPL = "websockets-sansio"
 
 app = typer.Typer(
     help="mmstudio: your models, local and cloud, in one studio.",
@@ -118,7 +120,14 @@ def serve(
     logging.basicConfig(
         level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.value, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.value,
+        access_log=False,
+        ws=WS_IMPL,
+    )
 
 
 @models_app.command("list")
@@ -596,3 +605,4 @@ def conversations_export(
 
 def main() -> None:
     app()
+

@@ -186,7 +186,12 @@ class FakeServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1, access_log=False
+            app,
+            log_level="critical",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            access_log=False,
+            ws="websockets-sansio",  # not websockets.legacy, which is deprecated and will be removed
         )
         self._server = uvicorn.Server(config)
         started = threading.Event()

@@ -31,7 +31,14 @@ class ServeProcess:
 @contextlib.contextmanager
 def serve_process(env: dict[str, str], workdir: Path, name: str = "serve") -> Iterator[ServeProcess]:
     port = free_port()
-    full_env = {**os.environ, "MMSTUDIO_CONFIG": "", **env}
+    # Deprecations are errors in the server process too, as in the suite: a dependency's next release
+    # that removes what we use is found by `scripts/test --latest`, not by a user.
+    full_env = {
+        **os.environ,
+        "MMSTUDIO_CONFIG": "",
+        "PYTHONWARNINGS": "error::DeprecationWarning,error::PendingDeprecationWarning",
+        **env,
+    }
     log_path = workdir / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(

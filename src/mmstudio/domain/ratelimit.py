@@ -27,9 +27,9 @@ import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from mmstudio.config import Limits, RateLimit
 from mmstudio.errors import ConfigError, RateLimited, redact
@@ -84,7 +84,8 @@ class RateLimiter:
         # Shown in logs and errors: no credentials, no query string (which may carry a password).
         self._where = redact(f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}", self._secrets)
         try:
-            # No retries: re-sending a timed-out EVALSHA could count one request twice.
+            # No retries: re-sending a timed-out EVALSHA could count one request twice. The asyncio
+            # client takes the asyncio Retry class (redis-py 8 warns about, and converts, the sync one).
             self._pool = redis.asyncio.BlockingConnectionPool.from_url(
                 url,
                 max_connections=REDIS_POOL_SIZE,
