@@ -24,7 +24,7 @@ def test_serve_answers_healthz_with_engines_black_holed_and_stops_cleanly(tmp_pa
             "OLLAMA_HOST": f"127.0.0.1:{hole.port}",
             "LMSTUDIO_BASE_URL": f"http://127.0.0.1:{closed_port()}",
             "MMSTUDIO_CONFIG": "",
-            # A deprecation in the server process fails it as it fails the suite (see tests/gateway/process.py).
+            # Deprecations fail the server process as they fail the suite (see tests/gateway/process.py).
             "PYTHONWARNINGS": "error::DeprecationWarning,error::PendingDeprecationWarning",
         }
         log = (tmp_path / "serve.log").open("w")
