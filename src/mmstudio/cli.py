@@ -605,4 +605,3 @@ def conversations_export(
 
 def main() -> None:
     app()
-
