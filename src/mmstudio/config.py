@@ -7,18 +7,29 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmstudio.errors import ConfigError
 
-Platform = Literal["ollama", "lmstudio", "openai_compat"]
+Platform = Literal["ollama", "lmstudio", "openai_compat", "comfyui", "automatic1111", "openai_images"]
 Modality = Literal["chat", "code", "image", "video", "embedding"]
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/.+$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def _no_empty_refs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for ref in value:
+        if not ref.strip():
+            raise ValueError("a model in fallback_chain is empty")
+    return value
+
+
+# A fallback chain: model references, none of them empty.
+ModelRefs = Annotated[tuple[str, ...], AfterValidator(_no_empty_refs)]
 
 
 class _Strict(BaseModel):
@@ -139,7 +150,7 @@ class ChatConfig(_Strict):
 class CodegenConfig(_Strict):
     """Creator Studio: its fallback chain, rate limit and the bounds of what one generation produces."""
 
-    fallback_chain: tuple[str, ...] = Field(
+    fallback_chain: ModelRefs = Field(
         default=(),
         description="models tried after the active one; empty: one cloud model per provider whose key is set",
     )
@@ -151,13 +162,25 @@ class CodegenConfig(_Strict):
     max_file_kb: int = Field(default=256, ge=1, le=10_000)
     max_total_kb: int = Field(default=2000, ge=1, le=100_000)
 
-    @field_validator("fallback_chain")
-    @classmethod
-    def _chain_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for ref in value:
-            if not ref.strip():
-                raise ValueError("a model in fallback_chain is empty")
-        return value
+
+class ImageTimeouts(_Strict):
+    local: float = Field(default=120.0, gt=0, le=3600)
+    cloud: float = Field(default=180.0, gt=0, le=3600)
+
+
+class ImagesConfig(_Strict):
+    """Image generation: its fallback chain, what a refusal does, and per-attempt timeouts."""
+
+    fallback_chain: ModelRefs = Field(
+        default=(),
+        description="image models tried after the chosen one; empty: local image engines that answer, "
+        "then one cloud image model per provider whose key is set",
+    )
+    fallback_on_refusal: bool = Field(
+        default=False,
+        description="a content-policy refusal moves on to the next model (default: it is final)",
+    )
+    timeouts: ImageTimeouts = Field(default_factory=ImageTimeouts)
 
 
 class StudioConfig(_Strict):
@@ -170,6 +193,7 @@ class StudioConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     codegen: CodegenConfig = Field(default_factory=CodegenConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

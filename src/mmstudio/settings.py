@@ -47,6 +47,8 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     ollama_url: str = "http://127.0.0.1:11434"
     lmstudio_url: str = "http://127.0.0.1:1234/v1"
+    comfyui_url: str = "http://127.0.0.1:8188"
+    a1111_url: str = "http://127.0.0.1:7860"
     cloud: Mapping[str, CloudProviderSettings] = field(default_factory=dict)
     config: StudioConfig = field(default_factory=StudioConfig)
     host: str = "127.0.0.1"
@@ -79,6 +81,8 @@ class Settings:
             api_keys=keys,
             ollama_url=normalize_ollama_host(env.get("OLLAMA_HOST", "")),
             lmstudio_url=normalize_openai_base(env.get("LMSTUDIO_BASE_URL", "") or "http://127.0.0.1:1234"),
+            comfyui_url=_plain_url(env.get("COMFYUI_URL", "") or "http://127.0.0.1:8188"),
+            a1111_url=_plain_url(env.get("A1111_URL", "") or "http://127.0.0.1:7860"),
             cloud=cloud,
             config=config,
         )
@@ -123,3 +127,9 @@ def normalize_openai_base(raw: str) -> str:
     if not parts.path:
         value += "/v1"
     return value
+
+
+def _plain_url(raw: str) -> str:
+    """A local engine's address as typed (host:port or a URL) → a URL without a trailing slash."""
+    value = raw.strip().rstrip("/")
+    return value if "://" in value else "http://" + value

@@ -198,3 +198,12 @@ async def test_the_active_model_is_chosen_persisted_and_answers_requests_without
         assert answer.json()["modelUsed"] == other
         cleared = (await client.delete("/api/models/active")).json()
         assert cleared["source"] == "auto" and cleared["model"]["id"] == automatic
+
+
+async def test_every_page_has_an_icon_so_no_page_logs_a_favicon_404(client: httpx.AsyncClient) -> None:
+    icon = await client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg")
+    page = await client.get("/chat")
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text
+    assert (await client.get("/static/favicon.svg")).status_code == 200

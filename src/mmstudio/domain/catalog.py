@@ -15,6 +15,7 @@ from typing import Any
 
 from mmstudio.domain.types import Modality, ModelEntry
 from mmstudio.providers.base import Capabilities
+from mmstudio.providers.media import cloud_image_capabilities
 
 # Our provider id -> models.dev provider id.
 DATASET_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google", "xai": "xai"}
@@ -37,7 +38,21 @@ LEGACY_ALIASES: tuple[LegacyAlias, ...] = (
     LegacyAlias("openai/dall-e-2", "openai/gpt-image-1", "DALL-E"),
     LegacyAlias("openai/dall-e-3", "openai/gpt-image-1", "DALL-E"),
     LegacyAlias("imagen", "gemini/gemini-2.5-flash-image", "Imagen"),
+    # The image models' short keys older records and the story seed use.
+    LegacyAlias("gemini", "gemini/gemini-2.5-flash-image", "Gemini 2.5 Flash Image"),
+    LegacyAlias("grok-imagine", "xai/grok-imagine-image", "Grok Imagine"),
+    LegacyAlias("grok", "xai/grok-imagine-image", "Grok Imagine"),
 )
+
+# Names the dataset spells differently from how the studio shows them.
+DISPLAY_NAMES: dict[str, str] = {
+    "xai/grok-imagine-image": "Grok Imagine",
+    "xai/grok-imagine-image-quality": "Grok Imagine Quality",
+    "gemini/gemini-2.5-flash-image": "Gemini 2.5 Flash Image",
+    "openai/gpt-image-1": "GPT Image 1",
+    "openai/gpt-image-1-mini": "GPT Image 1 Mini",
+    "openai/gpt-image-1.5": "GPT Image 1.5",
+}
 
 _MEDIA = Capabilities(streaming=False, vision=True, reference_images=True)
 
@@ -94,11 +109,16 @@ def _entry(provider: str, model: dict[str, Any]) -> ModelEntry | None:
         context_length=model.get("limit", {}).get("context") or None,
     )
     cost = model.get("cost") or {}
+    image = cloud_image_capabilities(provider, model["id"]) if modality == "image" else None
+    if image is not None:
+        caps = caps.merged(
+            reference_images=image.supports_references, input_fidelity=image.supports_input_fidelity
+        )
     return ModelEntry(
         id=model_id,
         provider_id=provider,
         upstream=model["id"],
-        display_name=model.get("name") or model["id"],
+        display_name=DISPLAY_NAMES.get(model_id) or model.get("name") or model["id"],
         modality=modality,
         capabilities=caps,
         kind="cloud",
@@ -106,6 +126,7 @@ def _entry(provider: str, model: dict[str, Any]) -> ModelEntry | None:
         input_price=cost.get("input"),
         output_price=cost.get("output"),
         aliases=tuple(a.alias for a in LEGACY_ALIASES if a.target == model_id),
+        image=image,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from mmstudio.config import StudioConfig
@@ -18,15 +19,21 @@ from mmstudio.errors import (
     ProviderTimeout,
     UpstreamModelNotFound,
 )
-from mmstudio.providers.base import ProviderAdapter, RemoteModel
+from mmstudio.providers.base import ProbeResult, ProviderAdapter, RemoteModel
+from mmstudio.providers.media.base import ImageAdapter
 from mmstudio.settings import CloudProviderSettings
 
 BUILTIN_OLLAMA = "ollama"
 BUILTIN_LMSTUDIO = "lmstudio"
+# Local image engines detected like Ollama and LM Studio: provider id (= flavor) -> display name.
+BUILTIN_IMAGE_ENGINES: dict[str, str] = {"comfyui": "ComfyUI", "automatic1111": "AUTOMATIC1111"}
 DEFAULT_URLS: dict[str, str] = {
     "ollama": "http://127.0.0.1:11434",
     "lmstudio": "http://127.0.0.1:1234/v1",
     "openai_compat": "http://127.0.0.1:8000/v1",
+    "comfyui": "http://127.0.0.1:8188",
+    "automatic1111": "http://127.0.0.1:7860",
+    "openai_images": "http://127.0.0.1:8080/v1",
 }
 
 
@@ -38,8 +45,10 @@ def build_endpoints(
     lmstudio_url: str,
     registered: list[RegisteredEndpoint],
     environ: Mapping[str, str],
+    image_engines: Mapping[str, str] | None = None,
 ) -> list[Endpoint]:
-    """Every endpoint, local first. A registered endpoint with a built-in's provider id replaces it."""
+    """Every endpoint, local first. A registered endpoint with a built-in's provider id replaces it.
+    `image_engines` maps a built-in image engine's flavor (`comfyui`, `automatic1111`) to its URL."""
     by_provider: dict[str, Endpoint] = {}
     if config.detect_local:
         by_provider["ollama"] = Endpoint(
@@ -48,6 +57,10 @@ def build_endpoints(
         by_provider["lmstudio"] = Endpoint(
             BUILTIN_LMSTUDIO, "lmstudio", "lmstudio", lmstudio_url, "local", "builtin", "LM Studio"
         )
+        for flavor, url in (image_engines or {}).items():
+            by_provider[flavor] = Endpoint(
+                flavor, flavor, flavor, url, "local", "builtin", BUILTIN_IMAGE_ENGINES.get(flavor, flavor)
+            )
     for entry in config.endpoints:
         key = environ.get(entry.api_key_env) if entry.api_key_env else None
         by_provider[entry.name] = Endpoint(
@@ -108,6 +121,14 @@ def _registered_label(reg: RegisteredEndpoint) -> str:
     return label if reg.provider_id in (BUILTIN_OLLAMA, BUILTIN_LMSTUDIO) else f"{reg.provider_id} ({label})"
 
 
+SERVER_KINDS: dict[str, str] = {
+    "ollama": "an Ollama server",
+    "comfyui": "a ComfyUI server",
+    "automatic1111": "an AUTOMATIC1111 / Forge / SD.Next server started with --api",
+    "openai_images": "an OpenAI-compatible images server",
+}
+
+
 def describe_failure(platform: str, base_url: str, exc: ProviderError) -> EndpointTestFailed:
     """Turn a failed connection test into the exact cause, in words a user can act on."""
     label = PLATFORM_LABELS.get(platform, platform)
@@ -124,7 +145,7 @@ def describe_failure(platform: str, base_url: str, exc: ProviderError) -> Endpoi
     if isinstance(exc, UpstreamModelNotFound | ProviderProtocolError) or (
         isinstance(exc, ProviderHTTPError) and exc.status in (404, 405)
     ):
-        kind = "an Ollama server" if platform == "ollama" else "an OpenAI-compatible server"
+        kind = SERVER_KINDS.get(platform, "an OpenAI-compatible server")
         return EndpointTestFailed(
             f"{where} answered, but it is not {kind}: {exc.message}", f"not_{platform}_server"
         )
@@ -133,7 +154,7 @@ def describe_failure(platform: str, base_url: str, exc: ProviderError) -> Endpoi
     return EndpointTestFailed(f"{where} failed: {exc.message}", "error")
 
 
-async def check_connection(adapter: ProviderAdapter, platform: Platform, base_url: str) -> list[RemoteModel]:
+async def check_connection(adapter: Probeable, platform: Platform, base_url: str) -> list[RemoteModel]:
     """List the endpoint's models; any failure becomes EndpointTestFailed naming the cause."""
     try:
         return await adapter.list_models()
@@ -141,4 +162,13 @@ async def check_connection(adapter: ProviderAdapter, platform: Platform, base_ur
         raise describe_failure(platform, base_url, exc) from exc
 
 
+class Probeable(Protocol):
+    """What the registry asks of any adapter, chat or image: its models and whether it answers."""
+
+    async def list_models(self) -> list[RemoteModel]: ...
+
+    async def probe(self) -> ProbeResult: ...
+
+
 AdapterFactory = Callable[[Endpoint], ProviderAdapter]
+ImageAdapterFactory = Callable[[Endpoint], ImageAdapter]

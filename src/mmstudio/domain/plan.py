@@ -29,6 +29,12 @@ CLOUD_DEFAULTS: dict[str, tuple[str, ...]] = {
     "xai": ("grok-4.3", "grok-3-mini", "grok-3"),
 }
 CHAT_MODALITIES = ("chat", "code")
+# The image model tried for each cloud provider in the automatic image chain: the first the catalog has.
+IMAGE_CLOUD_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "openai": ("gpt-image-1", "gpt-image-1.5", "gpt-image-1-mini"),
+    "gemini": ("gemini-2.5-flash-image",),
+    "xai": ("grok-imagine-image",),
+}
 AUTO_CHAIN_TTL = 1.0  # seconds; candidates are re-checked (health, breaker) on every plan anyway
 
 
@@ -38,6 +44,9 @@ class Needs:
 
     tools: bool = False
     vision: bool = False
+    modality: Literal["chat", "image"] = "chat"
+    references: bool = False  # image: reference photos (or an image to edit)
+    mask: bool = False
 
     @classmethod
     def of(cls, request: ChatRequest) -> Needs:
@@ -80,7 +89,8 @@ class Planner:
         entry = resolved.entry
         if entry.timeout is not None:
             return entry.timeout
-        return self.config.timeouts.local if entry.kind == "local" else self.config.timeouts.cloud
+        timeouts = self.config.images.timeouts if entry.modality == "image" else self.config.timeouts
+        return timeouts.local if entry.kind == "local" else timeouts.cloud
 
     def plan(
         self, model: str | None, needs: Needs, *, fallbacks: bool = True, chain: Sequence[str] | None = None
@@ -89,7 +99,10 @@ class Planner:
         `chain` replaces the default chain (model refs; unknown ones are skipped)."""
         ordered: list[tuple[Resolved, CandidateSource]] = []
         skipped: list[tuple[str, str]] = []
-        selected = self._selected(model)
+        if needs.modality == "chat":
+            selected = self._selected(model)
+        else:  # no active-model default for images: the caller names one or the chain decides
+            selected = self.registry.resolve(model) if model is not None and model.strip() else None
         if selected is not None:
             ordered.append((selected, "selected"))
             for ref in selected.entry.fallbacks:
@@ -115,7 +128,7 @@ class Planner:
             if len(candidates) < self.config.routing.max_candidates:
                 candidates.append(Candidate(resolved, source, self.timeout_for(resolved)))
         if not candidates:
-            raise NoModelAvailable(_nothing_left(model, skipped), skipped)
+            raise NoModelAvailable(_nothing_left(model, skipped, needs.modality), skipped)
         return Plan(model, tuple(candidates), tuple(skipped))
 
     def default_model(self) -> str | None:
@@ -136,6 +149,21 @@ class Planner:
     def cloud_chain(self) -> list[str]:
         """The cloud part of the automatic chain: one model per cloud provider whose key is set."""
         return [r.entry.id for r in self._auto_chain() if r.entry.kind == "cloud"]
+
+    def image_chain(self) -> list[str]:
+        """The automatic image chain: local image engines that answer (registered first), then one
+        image model per cloud provider whose key is set."""
+        views = [v for v in self.registry.views() if v.entry.modality == "image" and v.available]
+        local = [v for v in views if v.entry.kind == "local" and v.health.status != "offline"]
+        local.sort(key=lambda v: (v.entry.source != "registered", -v.usage.sessions, v.entry.id))
+        chain = [v.entry.id for v in local]
+        cloud = {v.entry.id for v in views if v.entry.kind == "cloud"}
+        for provider, names in IMAGE_CLOUD_DEFAULTS.items():
+            for name in names:
+                if f"{provider}/{name}" in cloud:
+                    chain.append(f"{provider}/{name}")
+                    break
+        return chain
 
     def _selected(self, model: str | None) -> Resolved | None:
         if model is not None and model.strip():
@@ -206,8 +234,11 @@ class Planner:
 
     def _unusable(self, resolved: Resolved, needs: Needs) -> str | None:
         entry, endpoint = resolved.entry, resolved.endpoint
-        if entry.modality not in CHAT_MODALITIES:
-            article = "an" if entry.modality[0] in "aeiou" else "a"
+        article = "an" if entry.modality[0] in "aeiou" else "a"
+        if needs.modality == "image":
+            if entry.modality != "image":
+                return f"is {article} {entry.modality} model, not an image model"
+        elif entry.modality not in CHAT_MODALITIES:
             return f"is {article} {entry.modality} model, not a chat model"
         if not endpoint.enabled:
             return f"needs {endpoint.key_env} to be set"
@@ -225,10 +256,20 @@ class Planner:
             return "does not support tool calling"
         if needs.vision and entry.capabilities_declared and not caps.vision:
             return "does not accept images"
+        image = entry.image
+        if needs.references and (image is None or not image.supports_references):
+            return "does not accept reference photos"
+        if needs.mask and (image is None or not image.supports_mask):
+            return "does not accept a mask"
         return None
 
 
-def _nothing_left(model: str | None, skipped: list[tuple[str, str]]) -> str:
+def _nothing_left(model: str | None, skipped: list[tuple[str, str]], modality: str = "chat") -> str:
+    if not skipped and modality == "image":
+        return (
+            "No image model is available. Add an image model: start ComfyUI or AUTOMATIC1111 (--api), "
+            "register an images server, or set OPENAI_API_KEY, GEMINI_API_KEY or XAI_API_KEY."
+        )
     if not skipped:
         return (
             "No model is available. Start a local engine (Ollama, LM Studio), register a model "

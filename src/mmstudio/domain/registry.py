@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from mmstudio.config import StudioConfig
 from mmstudio.domain.catalog import cloud_catalog, legacy_alias
-from mmstudio.domain.endpoints import AdapterFactory, build_endpoints, check_connection, normalize_base_url
+from mmstudio.domain.endpoints import (
+    AdapterFactory,
+    ImageAdapterFactory,
+    Probeable,
+    build_endpoints,
+    check_connection,
+    normalize_base_url,
+)
 from mmstudio.domain.health import HealthMonitor
 from mmstudio.domain.types import (
     PLATFORM_LABELS,
@@ -29,6 +36,8 @@ from mmstudio.domain.types import (
 )
 from mmstudio.errors import InvalidRequest, ModelNotFound, NotFound, ProviderError
 from mmstudio.providers.base import Capabilities, ProbeResult, ProviderAdapter, RemoteModel
+from mmstudio.providers.media import engine_image_capabilities
+from mmstudio.providers.media.base import ImageAdapter
 from mmstudio.settings import CloudProviderSettings
 
 log = logging.getLogger(__name__)
@@ -114,8 +123,13 @@ class ModelRegistry:
         adapter_factory: AdapterFactory,
         environ: Mapping[str, str] | None = None,
         preference_store: PreferenceStore | None = None,
+        image_adapter_factory: ImageAdapterFactory | None = None,
+        image_engines: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        self._image_adapter_factory = image_adapter_factory
+        self._image_engines = dict(image_engines or {})
+        self._image_adapters: dict[str, ImageAdapter] = {}
         self._cloud = cloud
         self._ollama_url = ollama_url
         self._lmstudio_url = lmstudio_url
@@ -192,6 +206,7 @@ class ModelRegistry:
             lmstudio_url=self._lmstudio_url,
             registered=self._registered,
             environ=self._environ,
+            image_engines=self._image_engines,
         )
         old = self._endpoints
         self._endpoints = {e.id: e for e in endpoints}
@@ -199,6 +214,10 @@ class ModelRegistry:
         for endpoint_id in list(self._adapters):
             if endpoint_id not in self._endpoints or old.get(endpoint_id) != self._endpoints[endpoint_id]:
                 del self._adapters[endpoint_id]
+                self.health.forget(endpoint_id)
+        for endpoint_id in list(self._image_adapters):
+            if endpoint_id not in self._endpoints or old.get(endpoint_id) != self._endpoints[endpoint_id]:
+                del self._image_adapters[endpoint_id]
                 self.health.forget(endpoint_id)
         self._entries = self._build_entries()
         self._lookup = self._build_lookup()
@@ -364,8 +383,20 @@ class ModelRegistry:
             adapter = self._adapters[endpoint.id] = self._adapter_factory(endpoint)
         return adapter
 
+    def image_adapter(self, endpoint: Endpoint) -> ImageAdapter:
+        """The image adapter of a cloud vendor or a local image engine."""
+        adapter = self._image_adapters.get(endpoint.id)
+        if adapter is None:
+            if self._image_adapter_factory is None or endpoint.image_protocol is None:
+                raise InvalidRequest(f"{endpoint.display_name} does not generate images")
+            adapter = self._image_adapters[endpoint.id] = self._image_adapter_factory(endpoint)
+        return adapter
+
+    def _probeable(self, endpoint: Endpoint) -> Probeable:
+        return self.image_adapter(endpoint) if endpoint.makes_images else self.adapter(endpoint)
+
     async def _probe(self, endpoint: Endpoint) -> ProbeResult:
-        return await self.adapter(endpoint).probe()
+        return await self._probeable(endpoint).probe()
 
     async def _health_changed(self, endpoint: Endpoint, old: HealthState, new: HealthState) -> None:
         # A local engine that comes up after start-up gets its models detected without a restart.
@@ -389,7 +420,7 @@ class ModelRegistry:
 
     async def _detect_one(self, endpoint: Endpoint) -> DetectionResult:
         try:
-            remote = await asyncio.wait_for(self.adapter(endpoint).list_models(), DETECT_TIMEOUT)
+            remote = await asyncio.wait_for(self._probeable(endpoint).list_models(), DETECT_TIMEOUT)
         except TimeoutError:
             await self.health.check(endpoint)
             return DetectionResult(
@@ -414,7 +445,14 @@ class ModelRegistry:
         probe = Endpoint(
             "test", "test", platform, base_url, "local", "user", PLATFORM_LABELS[platform], api_key=api_key
         )
-        return await check_connection(self._adapter_factory(probe), platform, base_url)
+        adapter: Probeable
+        if probe.makes_images:
+            if self._image_adapter_factory is None:
+                raise InvalidRequest(f"{PLATFORM_LABELS[platform]} engines are not enabled here")
+            adapter = self._image_adapter_factory(probe)
+        else:
+            adapter = self._adapter_factory(probe)
+        return await check_connection(adapter, platform, base_url)
 
     async def register(
         self,
@@ -523,6 +561,12 @@ def _detected_entry(endpoint: Endpoint, remote: RemoteModel) -> ModelEntry:
     caps = remote.capabilities or Capabilities()
     lowered = remote.id.lower()
     modality: Modality = "embedding" if "embed" in lowered else ("code" if "code" in lowered else "chat")
+    image = None
+    if endpoint.makes_images and endpoint.image_protocol is not None:
+        # Every model of a local image engine (a checkpoint, a served model) makes images.
+        modality = "image"
+        image = engine_image_capabilities(endpoint.image_protocol)
+        caps = Capabilities(streaming=False, reference_images=image.supports_references, input_fidelity=False)
     return ModelEntry(
         id=f"{endpoint.provider_id}/{remote.id}",
         provider_id=endpoint.provider_id,
@@ -534,5 +578,6 @@ def _detected_entry(endpoint: Endpoint, remote: RemoteModel) -> ModelEntry:
         source="detected",
         input_price=0.0 if endpoint.kind == "local" else None,
         output_price=0.0 if endpoint.kind == "local" else None,
-        capabilities_declared=remote.capabilities is not None,
+        capabilities_declared=remote.capabilities is not None or image is not None,
+        image=image,
     )

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from mmstudio.config import RateLimit, StudioConfig
 from mmstudio.domain.breaker import CircuitBreaker
@@ -45,6 +45,8 @@ from mmstudio.errors import (
 from mmstudio.providers.base import ChatRequest, ChatResponse, StreamEvent, Usage
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Failures that say something about the request, not the model's health: no breaker count.
 REQUEST_KINDS = frozenset({"bad_request", "context_too_long", "content_filtered"})
@@ -224,6 +226,25 @@ class Router:
     # -- non-streaming --------------------------------------------------------------------------
 
     async def _chat(self, request: ChatRequest, info: RouteInfo) -> ChatResponse:
+        adapters = self.registry.adapter
+
+        async def call(candidate: Candidate) -> ChatResponse:
+            upstream = replace(request, model=candidate.resolved.entry.upstream)
+            return await adapters(candidate.resolved.endpoint).chat(upstream)
+
+        return await self.attempts(info, call)
+
+    async def attempts(
+        self,
+        info: RouteInfo,
+        call: Callable[[Candidate], Awaitable[T]],
+        *,
+        final: tuple[type[ProviderError], ...] = (BadRequest,),
+    ) -> T:
+        """Try `info.plan`'s candidates in order with `call`: per-attempt timeouts, retries with backoff on
+        retryable failures, the breaker and the model limits, every attempt recorded in `info`. A failure
+        of a `final` type ends the request at once (the request itself is wrong, or a refusal that
+        another model should not be asked to overrule). Chat and image generation both run through it."""
         assert info.plan is not None
         deadline = self._clock() + self.routing.deadline
         last: ProviderError | None = None
@@ -233,8 +254,6 @@ class Router:
             limited = refused or limited
             if not admitted:
                 continue
-            upstream = replace(request, model=candidate.resolved.entry.upstream)
-            adapter = self.registry.adapter(candidate.resolved.endpoint)
             tries = 0
             while True:
                 remaining = deadline - self._clock()
@@ -245,7 +264,7 @@ class Router:
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(timeout):
-                        response = await adapter.chat(upstream)
+                        response = await call(candidate)
                 except TimeoutError:
                     error: ProviderError = _timeout(candidate, timeout)
                 except ProviderError as exc:
@@ -258,8 +277,8 @@ class Router:
                     return response
                 last = error
                 self._attempt_failed(info, candidate, started, error)
-                if isinstance(error, BadRequest):
-                    raise error  # the request itself is wrong: another model will not fix it
+                if isinstance(error, final):
+                    raise error
                 if not await self._retry_same(candidate, error, tries, deadline):
                     break
                 tries += 1
@@ -365,6 +384,18 @@ class Router:
         return AllModelsFailed(
             f"All {len(info.attempts)} attempts failed. {tried}".strip(), last=last, attempts=attempts
         )
+
+    def finish(
+        self,
+        info: RouteInfo,
+        options: RouteOptions,
+        *,
+        error: StudioError | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        """Close a request run through `attempts` by another service (images): its session count and
+        its metrics record, exactly as a chat request's."""
+        self._finish(info, options, stream=False, error=error, cancelled=cancelled)
 
     def _finish(
         self,

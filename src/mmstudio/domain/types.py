@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Literal
 
 from mmstudio.providers.base import Capabilities
+from mmstudio.providers.media.base import ImageCapabilities
 
 Kind = Literal["local", "cloud"]
 HealthStatus = Literal["healthy", "offline", "checking"]
 Modality = Literal["chat", "code", "image", "video", "embedding"]
-Platform = Literal["ollama", "lmstudio", "openai_compat"]
+Platform = Literal["ollama", "lmstudio", "openai_compat", "comfyui", "automatic1111", "openai_images"]
+
+# Flavors whose endpoints make images (their adapters speak an image protocol, not chat).
+IMAGE_FLAVORS = frozenset({"comfyui", "automatic1111", "openai_images"})
 
 # Which adapter speaks to which flavor of server.
 PROTOCOL_OF_FLAVOR: dict[str, str] = {
@@ -22,6 +26,19 @@ PROTOCOL_OF_FLAVOR: dict[str, str] = {
     "xai": "openai_compat",
     "anthropic": "anthropic",
     "gemini": "gemini",
+    "comfyui": "comfyui",
+    "automatic1111": "automatic1111",
+    "openai_images": "openai_compat_images",
+}
+
+# Which image adapter speaks to which flavor of server (cloud vendors have a chat and an image protocol).
+IMAGE_PROTOCOL_OF_FLAVOR: dict[str, str] = {
+    "openai": "openai_images",
+    "xai": "xai_images",
+    "gemini": "gemini_images",
+    "comfyui": "comfyui",
+    "automatic1111": "automatic1111",
+    "openai_images": "openai_compat_images",
 }
 
 PLATFORM_LABELS: dict[str, str] = {
@@ -32,6 +49,9 @@ PLATFORM_LABELS: dict[str, str] = {
     "anthropic": "Anthropic",
     "gemini": "Google Gemini",
     "xai": "xAI",
+    "comfyui": "ComfyUI",
+    "automatic1111": "AUTOMATIC1111",
+    "openai_images": "OpenAI-compatible images server",
 }
 
 
@@ -57,6 +77,15 @@ class Endpoint:
     def enabled(self) -> bool:
         return self.kind == "local" or bool(self.api_key)
 
+    @property
+    def makes_images(self) -> bool:
+        """A local image engine (ComfyUI, A1111, an images server): it has no chat protocol."""
+        return self.flavor in IMAGE_FLAVORS
+
+    @property
+    def image_protocol(self) -> str | None:
+        return IMAGE_PROTOCOL_OF_FLAVOR.get(self.flavor)
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -79,6 +108,8 @@ class ModelEntry:
     # False when the upstream did not say what the model can do (a generic OpenAI-compatible
     # server): the router then does not skip it for lacking a capability.
     capabilities_declared: bool = True
+    # Image models: what they accept (references, sizes, n, formats); None for every other modality.
+    image: ImageCapabilities | None = None
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,16 @@ async def metrics(request: Request) -> HTMLResponse:
     return render(request, "metrics.html", page="metrics", title="Metrics")
 
 
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page links: answer it (an SVG) instead of a 404."""
+    return Response(
+        (STATIC / "favicon.svg").read_bytes(),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
 @router.get("/static/pygments.css")
 async def code_colours() -> Response:
     return Response(pygments_css(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})

@@ -1,0 +1,83 @@
+"""Media adapters: one module per image wire protocol behind `base.ImageAdapter`, looked up by protocol.
+
+Capability data lives beside each adapter (its vendor's models, or its engine's limits) and is looked up
+here by provider and model, never by if/elif over vendor names. The adapter modules are imported on
+first use, so importing the registry's types does not load every vendor's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+import httpx
+
+from mmstudio.errors import ConfigError
+from mmstudio.providers.base import EndpointConfig
+from mmstudio.providers.media.base import ImageAdapter, ImageCapabilities
+
+# protocol -> (module, adapter class name)
+IMAGE_ADAPTERS: dict[str, tuple[str, str]] = {
+    "gemini_images": ("gemini_media", "GeminiImagesAdapter"),
+}
+
+# Cloud provider -> (module, table of its image models' capabilities by upstream name).
+CLOUD_IMAGE_MODELS: dict[str, tuple[str, str]] = {
+    "gemini": ("gemini_media", "GEMINI_IMAGE_MODELS"),
+}
+
+# Local engine protocol -> (module, its capabilities).
+ENGINE_CAPABILITIES: dict[str, tuple[str, str]] = {}
+
+KEY_ENVS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+
+def _load(module: str, name: str) -> object:
+    return getattr(importlib.import_module(f"mmstudio.providers.media.{module}"), name)
+
+
+@cache
+def cloud_image_capabilities(provider: str, upstream: str) -> ImageCapabilities | None:
+    """What a cloud image model can do; a model of a known vendor that its table lacks gets the
+    conservative default (one image, no references), so it is offered but never over-promised."""
+    where = CLOUD_IMAGE_MODELS.get(provider)
+    if where is None:
+        return None
+    table = _load(*where)
+    assert isinstance(table, dict)
+    found = table.get(upstream)
+    if isinstance(found, ImageCapabilities):
+        return found
+    return ImageCapabilities(max_n=1, key_env=KEY_ENVS.get(provider))
+
+
+@cache
+def engine_image_capabilities(protocol: str) -> ImageCapabilities:
+    where = ENGINE_CAPABILITIES.get(protocol)
+    if where is None:
+        return ImageCapabilities()
+    caps = _load(*where)
+    assert isinstance(caps, ImageCapabilities)
+    return caps
+
+
+def create_image_adapter(protocol: str, config: EndpointConfig, client: httpx.AsyncClient) -> ImageAdapter:
+    try:
+        module, name = IMAGE_ADAPTERS[protocol]
+    except KeyError:
+        known = ", ".join(sorted(IMAGE_ADAPTERS))
+        raise ConfigError(f"unknown image protocol {protocol!r}; known: {known}") from None
+    adapter_class = _load(module, name)
+    adapter = adapter_class(config, client)  # type: ignore[operator]
+    assert isinstance(adapter, ImageAdapter)
+    return adapter
+
+
+__all__ = [
+    "IMAGE_ADAPTERS",
+    "ImageAdapter",
+    "ImageCapabilities",
+    "cloud_image_capabilities",
+    "create_image_adapter",
+    "engine_image_capabilities",
+]
