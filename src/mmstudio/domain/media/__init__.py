@@ -1,0 +1,1 @@
+"""Media: image sizes and (next) assets, recipes and the image service."""
