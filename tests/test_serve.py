@@ -23,6 +23,7 @@ def test_serve_answers_healthz_with_engines_black_holed_and_stops_cleanly(tmp_pa
             "MMSTUDIO_DATA_DIR": str(tmp_path / "data"),
             "OLLAMA_HOST": f"127.0.0.1:{hole.port}",
             "LMSTUDIO_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+            "A1111_URL": f"127.0.0.1:{hole.port}",  # an image engine that hangs must not delay start-up
             "MMSTUDIO_CONFIG": "",
             # Deprecations fail the server process as they fail the suite (see tests/gateway/process.py).
             "PYTHONWARNINGS": "error::DeprecationWarning,error::PendingDeprecationWarning",

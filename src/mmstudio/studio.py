@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from mmstudio.config import RateLimit
+from mmstudio.config import ImageTimeouts, RateLimit, Timeouts
 from mmstudio.domain.chat.compare import CompareService
 from mmstudio.domain.chat.knowledge import KnowledgeService
 from mmstudio.domain.chat.service import ChatService
@@ -34,6 +34,8 @@ from mmstudio.providers.base import (
     Message,
     ProviderAdapter,
 )
+from mmstudio.providers.media import create_image_adapter
+from mmstudio.providers.media.base import ImageAdapter
 from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
 from mmstudio.storage.chat_repo import ChatRepository
@@ -80,6 +82,16 @@ class RouterLimits:
                 await self.limiter.add_tokens(subject, tokens)
 
 
+def _endpoint_config(endpoint: Endpoint, timeouts: Timeouts | ImageTimeouts) -> EndpointConfig:
+    return EndpointConfig(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        provider=endpoint.provider_id,
+        quirks=QUIRKS.get(endpoint.flavor, frozenset()),
+        timeout=timeouts.local if endpoint.kind == "local" else timeouts.cloud,
+    )
+
+
 class Studio:
     limiter: RateLimiter
     metrics: MetricsRecorder
@@ -118,14 +130,15 @@ class Studio:
         timeouts = settings.config.timeouts
 
         def factory(endpoint: Endpoint) -> ProviderAdapter:
-            config = EndpointConfig(
-                base_url=endpoint.base_url,
-                api_key=endpoint.api_key,
-                provider=endpoint.provider_id,
-                quirks=QUIRKS.get(endpoint.flavor, frozenset()),
-                timeout=timeouts.local if endpoint.kind == "local" else timeouts.cloud,
-            )
-            return create_adapter(endpoint.protocol, config, client)
+            return create_adapter(endpoint.protocol, _endpoint_config(endpoint, timeouts), client)
+
+        def image_factory(endpoint: Endpoint) -> ImageAdapter:
+            assert endpoint.image_protocol is not None
+            config = _endpoint_config(endpoint, settings.config.images.timeouts)
+            return create_image_adapter(endpoint.image_protocol, config, client)
+
+        # Built-in local image engines, detected in the background like Ollama and LM Studio.
+        image_engines = {"automatic1111": settings.a1111_url} if settings.config.detect_local else {}
 
         registry = ModelRegistry(
             config=settings.config,
@@ -137,6 +150,8 @@ class Studio:
             adapter_factory=factory,
             environ=env,
             preference_store=PreferenceRepository(sessions),
+            image_adapter_factory=image_factory,
+            image_engines=image_engines,
         )
         studio = cls(settings, engine, client, registry)
         try:

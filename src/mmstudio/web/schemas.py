@@ -147,10 +147,14 @@ class ModelName(BaseModel):
     alias: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
 
 
+# What a user can register by URL: the chat engines and the local image engines whose adapter exists.
+RegistrablePlatform = Literal["ollama", "lmstudio", "openai_compat", "automatic1111", "openai_images"]
+
+
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    platform: Literal["ollama", "lmstudio", "openai_compat"]
+    platform: RegistrablePlatform
     base_url: str = Field(min_length=8, max_length=500)
     api_key: str | None = Field(default=None, max_length=500)
     name: str | None = Field(default=None, max_length=40, description="provider id for model ids")
@@ -170,7 +174,7 @@ class EndpointCreate(BaseModel):
 class EndpointTest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    platform: Literal["ollama", "lmstudio", "openai_compat"]
+    platform: RegistrablePlatform
     base_url: str = Field(min_length=8, max_length=500)
     api_key: str | None = Field(default=None, max_length=500)
 

@@ -19,6 +19,8 @@ from mmstudio.providers.media.base import ImageAdapter, ImageCapabilities
 # protocol -> (module, adapter class name)
 IMAGE_ADAPTERS: dict[str, tuple[str, str]] = {
     "gemini_images": ("gemini_media", "GeminiImagesAdapter"),
+    "automatic1111": ("automatic1111", "Automatic1111Adapter"),
+    "openai_compat_images": ("openai_compat_images", "OpenAICompatImagesAdapter"),
 }
 
 # Cloud provider -> (module, table of its image models' capabilities by upstream name).
@@ -27,7 +29,10 @@ CLOUD_IMAGE_MODELS: dict[str, tuple[str, str]] = {
 }
 
 # Local engine protocol -> (module, its capabilities).
-ENGINE_CAPABILITIES: dict[str, tuple[str, str]] = {}
+ENGINE_CAPABILITIES: dict[str, tuple[str, str]] = {
+    "automatic1111": ("automatic1111", "A1111_CAPABILITIES"),
+    "openai_compat_images": ("openai_compat_images", "OPENAI_COMPAT_IMAGE_CAPABILITIES"),
+}
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 
