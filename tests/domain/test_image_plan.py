@@ -67,3 +67,24 @@ async def test_no_image_model_at_all_says_how_to_add_one(open_studio: OpenStudio
     with pytest.raises(NoModelAvailable) as caught:
         planner.plan(None, Needs(modality="image"), chain=())
     assert "Add an image model" in caught.value.message and "ComfyUI" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("model", "references", "fidelity", "shown"),
+    [
+        ("openai/gpt-image-1", True, True, "GPT Image 1"),
+        ("openai/gpt-image-1-mini", True, False, "GPT Image 1 Mini"),
+        ("openai/gpt-image-1.5", True, True, "GPT Image 1.5"),
+        ("xai/grok-imagine-image", True, False, "Grok Imagine"),
+        (GEMINI_IMAGE, True, False, "Gemini 2.5 Flash Image"),
+    ],
+)
+async def test_the_five_cloud_image_models_and_what_they_can_do(
+    open_studio: OpenStudio, model: str, references: bool, fidelity: bool, shown: str
+) -> None:
+    studio = await open_studio(local_env(None, None))
+    entry = studio.registry.resolve(model).entry
+    assert entry.modality == "image" and entry.display_name == shown and entry.image is not None
+    assert (entry.image.supports_references, entry.image.supports_input_fidelity) == (references, fidelity)
+    assert (entry.capabilities.reference_images, entry.capabilities.input_fidelity) == (references, fidelity)
+    assert entry.image.key_env == f"{model.split('/')[0].upper()}_API_KEY"

@@ -11,7 +11,7 @@ import contextlib
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn, Protocol
 
 import httpx
@@ -231,6 +231,30 @@ class HTTPAdapter:
                     timeout=timeout or self.timeout(),
                     params=params,
                 )
+        if response.status_code >= 400:
+            raise self.error_from_response(response.status_code, response.content, response.headers, model)
+        return decode_json(response.content, self.config, "a response")
+
+    async def request_multipart(
+        self,
+        path: str,
+        *,
+        data: Mapping[str, str],
+        files: Sequence[tuple[str, tuple[str, bytes, str]]],
+        model: str | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        """A multipart/form-data POST whose 2xx answer is JSON. `files` are ``(field, (filename, bytes,
+        content type))``; a field may repeat (``image[]``). Always through httpx: `_direct` is JSON only."""
+        with self.transport_errors(model):
+            response = await self.client.request(
+                "POST",
+                self.url(path),
+                data=dict(data),
+                files=list(files),
+                headers=self.headers(),
+                timeout=timeout or self.timeout(),
+            )
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.content, response.headers, model)
         return decode_json(response.content, self.config, "a response")

@@ -19,12 +19,16 @@ from mmstudio.providers.media.base import ImageAdapter, ImageCapabilities
 # protocol -> (module, adapter class name)
 IMAGE_ADAPTERS: dict[str, tuple[str, str]] = {
     "gemini_images": ("gemini_media", "GeminiImagesAdapter"),
+    "openai_images": ("openai_images", "OpenAIImagesAdapter"),
+    "xai_images": ("xai_media", "XAIImagesAdapter"),
     "automatic1111": ("automatic1111", "Automatic1111Adapter"),
     "openai_compat_images": ("openai_compat_images", "OpenAICompatImagesAdapter"),
 }
 
 # Cloud provider -> (module, table of its image models' capabilities by upstream name).
 CLOUD_IMAGE_MODELS: dict[str, tuple[str, str]] = {
+    "openai": ("openai_images", "OPENAI_IMAGE_MODELS"),
+    "xai": ("xai_media", "XAI_IMAGE_MODELS"),
     "gemini": ("gemini_media", "GEMINI_IMAGE_MODELS"),
 }
 
