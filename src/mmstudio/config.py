@@ -181,6 +181,19 @@ class ImagesConfig(_Strict):
         description="a content-policy refusal moves on to the next model (default: it is final)",
     )
     timeouts: ImageTimeouts = Field(default_factory=ImageTimeouts)
+    max_upload_mb: float = Field(default=20.0, gt=0, le=500, description="largest image upload, in MB")
+    max_pixels: int = Field(
+        default=50_000_000,
+        ge=1_000_000,
+        le=1_000_000_000,
+        description="largest image (width x height) decoded; more is refused as a decompression bomb",
+    )
+    thumbnail_px: int = Field(default=256, ge=32, le=1024, description="longer side of gallery thumbnails")
+    workflows: dict[str, str] = Field(
+        default_factory=dict,
+        description="your own ComfyUI workflows: name -> path of an API-format workflow JSON "
+        "with mmstudio slots",
+    )
 
 
 class StudioConfig(_Strict):

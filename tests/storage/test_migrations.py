@@ -123,6 +123,26 @@ EXPECTED = {
         "finished_at",
     },
     "codegen_files": {"project_id", "position", "path", "language", "content"},
+    "media_assets": {
+        "id",
+        "kind",
+        "mime",
+        "width",
+        "height",
+        "bytes",
+        "sha256",
+        "created_at",
+        "recipe",
+        "attempts",
+        "latency_ms",
+        "cost_usd",
+        "parent_id",
+        "tier",
+        "filename",
+        "model_used",
+        "provider",
+        "prompt",
+    },
 }
 CHAT_TABLES = {
     "prompt_profiles",
@@ -137,6 +157,7 @@ CHAT_TABLES = {
     "votes",
     "codegen_projects",  # 0005, also gone after a downgrade to 0002
     "codegen_files",
+    "media_assets",  # 0006
 }
 # SQLite full-text search (0003): virtual tables, their shadow tables and triggers, not in tables.py.
 SQLITE_SEARCH_TABLES = {"messages_fts", "conversations_fts", "document_chunks_fts"}

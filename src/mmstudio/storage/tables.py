@@ -334,3 +334,31 @@ class CodegenFileRow(Base):
     path: Mapped[str] = mapped_column(String(300))
     language: Mapped[str] = mapped_column(String(40))
     content: Mapped[str] = mapped_column(Text)
+
+
+class MediaAssetRow(Base):
+    """A stored file (a generated image with its recipe, or an upload). The bytes live in the media
+    store under their sha256; `model_used`, `provider` and `prompt` are copied out of the recipe so the
+    gallery can filter and search without reading JSON."""
+
+    __tablename__ = "media_assets"
+    __table_args__ = (Index("ix_media_assets_kind_created_at", "kind", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    mime: Mapped[str] = mapped_column(String(60))
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    parent_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    tier: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    filename: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    model_used: Mapped[str | None] = mapped_column(String(400), nullable=True, index=True)
+    provider: Mapped[str | None] = mapped_column(String(60), nullable=True, index=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
