@@ -23,6 +23,7 @@ IMAGE_ADAPTERS: dict[str, tuple[str, str]] = {
     "xai_images": ("xai_media", "XAIImagesAdapter"),
     "automatic1111": ("automatic1111", "Automatic1111Adapter"),
     "openai_compat_images": ("openai_compat_images", "OpenAICompatImagesAdapter"),
+    "comfyui": ("comfyui", "ComfyUIAdapter"),
 }
 
 # Cloud provider -> (module, table of its image models' capabilities by upstream name).
@@ -36,6 +37,7 @@ CLOUD_IMAGE_MODELS: dict[str, tuple[str, str]] = {
 ENGINE_CAPABILITIES: dict[str, tuple[str, str]] = {
     "automatic1111": ("automatic1111", "A1111_CAPABILITIES"),
     "openai_compat_images": ("openai_compat_images", "OPENAI_COMPAT_IMAGE_CAPABILITIES"),
+    "comfyui": ("comfyui", "COMFYUI_CAPABILITIES"),
 }
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY", "gemini": "GEMINI_API_KEY"}
