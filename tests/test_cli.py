@@ -291,3 +291,66 @@ def test_codegen_bad_choices_and_no_model(env: dict[str, str], tmp_path: Path) -
     result = _codegen(nothing, tmp_path / "o")
     assert result.exit_code == 1 and "Register a model first" in result.output
     assert not (tmp_path / "o").exists()
+
+
+# -- images ----------------------------------------------------------------------------------------
+
+
+def test_image_writes_files_says_who_made_them_and_lists_the_gallery(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.fakes.a1111_server import A1111Reply, FakeA1111Server
+    from tests.fakes.images import make_image
+
+    ref = tmp_path / "photo.png"
+    ref.write_bytes(make_image(64, 64))
+    with FakeA1111Server(models=["sdxl.safetensors"]) as a1111:
+        a1111.script(A1111Reply(seed=77))
+        image_env = {**env, "A1111_URL": a1111.url}
+        out = tmp_path / "out"
+        result = runner.invoke(
+            app,
+            [
+                "image",
+                "a lighthouse at dusk",
+                "-n",
+                "2",
+                "--size",
+                "512x512",
+                "--ref",
+                str(ref),
+                "-o",
+                str(out),
+            ],
+            env=image_env,
+        )
+        assert result.exit_code == 0, result.output
+        written = sorted(out.glob("*.png"))
+        assert len(written) == 2 and all(str(p) in result.output for p in written)
+        assert re.search(r"Made with sdxl\.safetensors.* in \d+\.\d s: 2 image\(s\)", result.output), (
+            result.output
+        )
+        (sent,) = [r.json() for r in a1111.requests if r.path.endswith("img2img")]
+        assert sent["init_images"] and (sent["width"], sent["height"]) == (512, 512)
+
+        listed = runner.invoke(app, ["images", "list"], env=image_env)
+        assert listed.exit_code == 0, listed.output
+        assert (
+            "a lighthouse at dusk" in listed.output
+            and "2 of 2 image(s)" in listed.output
+            and "77" in listed.output
+        )
+
+        bad = runner.invoke(app, ["image", "x", "--ref", str(tmp_path / "missing.png")], env=image_env)
+        assert bad.exit_code != 0 and "missing.png" in bad.output and "Traceback" not in bad.output
+        unknown = runner.invoke(app, ["image", "x", "-m", "no-such-model", "-o", str(out)], env=image_env)
+        assert unknown.exit_code != 0 and "Image models available now" in unknown.output
+        not_image = tmp_path / "notes.txt"
+        not_image.write_text("hello")
+        refused = runner.invoke(app, ["image", "x", "--ref", str(not_image), "-o", str(out)], env=image_env)
+        assert refused.exit_code != 0 and "not an image" in refused.output
+
+
+def test_image_without_any_image_model_points_to_onboarding(env: dict[str, str], tmp_path: Path) -> None:
+    result = runner.invoke(app, ["image", "a lighthouse", "-o", str(tmp_path)], env=env)
+    assert result.exit_code != 0 and "Add an image model" in result.output

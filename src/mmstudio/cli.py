@@ -603,5 +603,10 @@ def conversations_export(
         err.print(f"wrote {out}")
 
 
+from mmstudio import cli_images  # noqa: E402  (its commands use the options and helpers above)
+
+cli_images.register(app)
+
+
 def main() -> None:
     app()

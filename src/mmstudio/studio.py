@@ -22,6 +22,8 @@ from mmstudio.domain.chat.knowledge import KnowledgeService
 from mmstudio.domain.chat.service import ChatService
 from mmstudio.domain.codegen.service import CodegenService
 from mmstudio.domain.keys import GatewayKeys
+from mmstudio.domain.media.images import ImageService
+from mmstudio.domain.media.store import MediaStore
 from mmstudio.domain.metrics import MetricsRecorder
 from mmstudio.domain.ratelimit import RateLimiter
 from mmstudio.domain.registry import ModelRegistry
@@ -36,6 +38,7 @@ from mmstudio.providers.base import (
 )
 from mmstudio.providers.media import create_image_adapter
 from mmstudio.providers.media.base import ImageAdapter
+from mmstudio.providers.media.comfyui import load_workflow
 from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
 from mmstudio.storage.chat_repo import ChatRepository
@@ -44,6 +47,8 @@ from mmstudio.storage.compare_repo import CompareRepository
 from mmstudio.storage.db import create_engine, migrate, session_factory
 from mmstudio.storage.keys_repo import KeyRepository
 from mmstudio.storage.knowledge_repo import KnowledgeRepository
+from mmstudio.storage.media_files import MediaFiles
+from mmstudio.storage.media_repo import MediaRepository
 from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
 from mmstudio.storage.runner import Runner, open_runner
@@ -101,6 +106,8 @@ class Studio:
     compare: CompareService
     conversations: ChatService
     codegen: CodegenService
+    media: MediaStore
+    images: ImageService
 
     def __init__(
         self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
@@ -138,7 +145,11 @@ class Studio:
             return create_image_adapter(endpoint.image_protocol, config, client)
 
         # Built-in local image engines, detected in the background like Ollama and LM Studio.
-        image_engines = {"automatic1111": settings.a1111_url} if settings.config.detect_local else {}
+        image_engines = (
+            {"comfyui": settings.comfyui_url, "automatic1111": settings.a1111_url}
+            if settings.config.detect_local
+            else {}
+        )
 
         registry = ModelRegistry(
             config=settings.config,
@@ -194,6 +205,13 @@ class Studio:
             studio.codegen = CodegenService(
                 CodegenRepository(sessions), studio.router, settings.config.codegen, studio.limiter
             )
+            for workflow in settings.config.images.workflows.values():
+                load_workflow(workflow)  # a bad file fails the start, naming the file and the slot
+            studio.media = MediaStore(
+                MediaFiles(settings.data_dir / "media"), MediaRepository(sessions), settings.config.images
+            )
+            await studio.media.prepare()  # temp files a crash left mid-write are removed
+            studio.images = ImageService(registry, studio.router, studio.media, settings.config)
             await studio.conversations.recover()  # answers a crash cut short become `interrupted`
             await studio.compare.recover()
             await studio.codegen.recover()

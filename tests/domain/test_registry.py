@@ -43,7 +43,7 @@ async def test_detects_ollama_and_lmstudio_with_capabilities(
 async def test_unreachable_engines_are_reported_not_raised(open_studio: OpenStudio) -> None:
     studio = await open_studio(local_env(None, None))
     results = await studio.registry.detect()
-    assert {r.provider_id for r in results} == {"ollama", "lmstudio", "automatic1111"}
+    assert {r.provider_id for r in results} == {"ollama", "lmstudio", "comfyui", "automatic1111"}
     assert all(not r.ok and r.error and "refused" in r.error for r in results)
     states = studio.registry.health.states()
     assert states["ollama"].status == "offline" and "refused" in (states["ollama"].last_error or "")

@@ -107,4 +107,7 @@ def engines(ollama: FakeOllamaServer | None, lmstudio: FakeOpenAIServer | None) 
     return {
         "OLLAMA_HOST": ollama.url if ollama else f"127.0.0.1:{closed_port()}",
         "LMSTUDIO_BASE_URL": f"{lmstudio.url}/v1" if lmstudio else f"http://127.0.0.1:{closed_port()}",
+        # the built-in image engines: never whatever happens to listen on their default ports
+        "COMFYUI_URL": f"127.0.0.1:{closed_port()}",
+        "A1111_URL": f"127.0.0.1:{closed_port()}",
     }

@@ -59,5 +59,8 @@ def test_no_route_answers_with_a_server_error(server: ServeProcess, mode: Genera
             assert mode is GenerationMode.NEGATIVE
             continue
         tested += 1
-    assert tested >= len(operations) // 2
+    # A route without inputs (no parameters, no body) has no invalid variant to send.
+    with_inputs = [op for op in operations if any(True for _ in op.iter_parameters())]
+    expected = len(operations) if mode is GenerationMode.POSITIVE else len(with_inputs)
+    assert tested >= expected // 2, (tested, expected)
     assert not failures, "\n".join(failures[:20]) + f"\n\nserver log:\n{server.log()[-3000:]}"

@@ -24,11 +24,13 @@ from mmstudio.web import (
     codegen_api,
     compare_api,
     errors,
+    images_api,
     keys_api,
     knowledge_api,
     metrics_api,
     models_api,
     openai_api,
+    openai_images,
 )
 from mmstudio.web.auth import GatewayAuth
 from mmstudio.web.body_limit import BodySizeLimit
@@ -92,12 +94,20 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(knowledge_api.router)
     app.include_router(compare_api.router)
     app.include_router(codegen_api.router)
+    app.include_router(images_api.router)
+    app.include_router(openai_images.router)
     pages.install(app)
     app.add_middleware(GatewayAuth)
+    image_upload = int(settings.config.images.max_upload_mb * 1_000_000)
     # Outermost: an oversized body is refused before anything else reads it.
     app.add_middleware(
         BodySizeLimit,
         max_bytes=int(settings.config.limits.max_body_mb * 1_000_000),
-        uploads={"/api/chat/ui/documents": int(settings.config.chat.max_upload_mb * 1_000_000)},
+        uploads={
+            "/api/chat/ui/documents": int(settings.config.chat.max_upload_mb * 1_000_000),
+            # An edit may carry several images and a mask.
+            "/api/media": image_upload,
+            "/v1/images/edits": image_upload * 4,
+        },
     )
     return app
