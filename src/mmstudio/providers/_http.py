@@ -7,6 +7,7 @@ through the shared client's `direct` path when it has one (see `transport.py`), 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
@@ -41,6 +42,7 @@ from mmstudio.providers.base import (
 )
 from mmstudio.providers.transport import FAILURES, DirectHTTP, StatelessClient, httpx_error
 
+LARGE_BODY = 256 * 1024  # a JSON answer this big (base64 images) is parsed in a worker thread
 CONTEXT_MARKERS = (
     "context_length_exceeded",
     "context length",
@@ -233,6 +235,8 @@ class HTTPAdapter:
                 )
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.content, response.headers, model)
+        if len(response.content) > LARGE_BODY:  # images in base64: parsed off the event loop
+            return await asyncio.to_thread(decode_json, response.content, self.config, "a response")
         return decode_json(response.content, self.config, "a response")
 
     async def request_multipart(
@@ -257,6 +261,8 @@ class HTTPAdapter:
             )
         if response.status_code >= 400:
             raise self.error_from_response(response.status_code, response.content, response.headers, model)
+        if len(response.content) > LARGE_BODY:
+            return await asyncio.to_thread(decode_json, response.content, self.config, "a response")
         return decode_json(response.content, self.config, "a response")
 
     @contextlib.asynccontextmanager

@@ -241,7 +241,10 @@ class Automatic1111Adapter(HTTPAdapter):
             if watcher is not None:
                 await _stop(watcher)
         batch = body.get("batch_size")
-        return self._result(data, batch if _is_int(batch) and batch > 0 else 1, request.model)
+        # Decoding megabytes of base64 takes milliseconds: in a worker thread, never on the event loop.
+        return await asyncio.to_thread(
+            self._result, data, batch if _is_int(batch) and batch > 0 else 1, request.model
+        )
 
     async def build_body(self, request: ImageRequest) -> tuple[str, dict[str, Any]]:
         """The path (txt2img, or img2img with a reference) and its body; `extra` passes through last

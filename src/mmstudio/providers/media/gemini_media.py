@@ -8,6 +8,7 @@ so the two can never disagree about what a Gemini error means.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -128,7 +129,7 @@ class GeminiImagesAdapter(HTTPAdapter):
         images: list[GeneratedImage] = []
         for _ in range(wanted):
             data = await self.request_json("POST", path, model=request.model, json_body=body)
-            answer = self._parse(data, request.model)
+            answer = await asyncio.to_thread(self._parse, data, request.model)  # base64: off the loop
             answers.append(answer)
             images.extend(answer.images)
             if progress is not None:

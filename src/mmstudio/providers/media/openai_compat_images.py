@@ -17,6 +17,7 @@ cloud metadata address).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -148,10 +149,12 @@ class OpenAICompatImagesAdapter(HTTPAdapter):
             if not isinstance(item, dict):
                 raise_protocol(self.config, "sent an image entry that is not an object", request.model)
             b64, url = item.get("b64_json"), item.get("url")
-            if isinstance(b64, str) and b64:
-                image = decode_image_b64(b64, provider=self._label, model=request.model)
-            elif isinstance(url, str) and url.startswith("data:"):
-                image = decode_image_b64(url, provider=self._label, model=request.model)
+            inline = b64 if isinstance(b64, str) and b64 else url if isinstance(url, str) else ""
+            if inline and (inline is b64 or inline.startswith("data:")):
+                # Megabytes of base64: decoded in a worker thread, never on the event loop.
+                image = await asyncio.to_thread(
+                    decode_image_b64, inline, provider=self._label, model=request.model
+                )
             elif isinstance(url, str) and url:
                 image = await self._fetch(url, request.model)
             else:

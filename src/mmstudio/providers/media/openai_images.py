@@ -11,6 +11,7 @@ the refusal phrasing differ.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -124,7 +125,8 @@ class OpenAIImagesAdapter(HTTPAdapter):
         else:
             body = self.generation_body(request)
             data = await self.request_json("POST", "images/generations", model=request.model, json_body=body)
-        result = self.parse_result(data, request.model)
+        # Decoding megabytes of base64 takes milliseconds: in a worker thread, never on the event loop.
+        result = await asyncio.to_thread(self.parse_result, data, request.model)
         if progress is not None:
             await progress(ImageProgress(percent=100.0))
         return result
