@@ -254,7 +254,9 @@ def models_health(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None
 
 @models_app.command("add")
 def models_add(
-    platform: Annotated[str, typer.Option(help="ollama, lmstudio or openai_compat")],
+    platform: Annotated[
+        str, typer.Option(help="ollama, lmstudio, openai_compat, comfyui, automatic1111 or openai_images")
+    ],
     model: Annotated[str, typer.Option(help="the model's name on the endpoint, e.g. gemma-2-2b")],
     name: Annotated[str, typer.Option(help="your name for it, e.g. 'My Gemma 2B'")] = "",
     url: Annotated[str | None, typer.Option(help="base URL (defaults to the platform's usual port)")] = None,

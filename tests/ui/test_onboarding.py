@@ -248,3 +248,28 @@ async def test_onboarding_at_desktop_and_phone_width_in_both_themes(page: Page, 
         await page.evaluate("window.scrollTo(0, 0)")
         assert await page.evaluate(NO_OVERFLOW)
         await shot(page, "onboarding-phone-light", full_page=True)
+
+
+async def test_onboarding_an_image_engine_leaves_the_active_model_alone(page: Page, live: OpenLive) -> None:
+    from tests.fakes.a1111_server import FakeA1111Server
+
+    studio = await live(engines(None, None))
+    with FakeA1111Server(models=["sdxl_base_1.0.safetensors"]) as a1111:
+        await page.goto(f"{studio.url}/onboarding")
+        await choose(page, "AUTOMATIC1111 / Forge (images)")
+        address = page.get_by_label("Server address")
+        await expect(address).to_have_value("http://127.0.0.1:7860")
+        await address.fill(a1111.url)
+        await page.get_by_role("button", name="Detect models").click()
+        await expect(page.locator("#model-options input[name=model]")).to_have_count(1)
+        await page.locator("#model-options input[name=model]").check()
+        await page.get_by_label("Name", exact=True).fill("My SDXL")
+        await page.get_by_role("button", name="Save this image model").click()
+        done = page.locator("#done")
+        await expect(done.locator("h2")).to_contain_text("My SDXL is ready")
+        await expect(done.locator("#done-images")).to_be_visible()
+        await expect(done.locator("#done-chat")).to_be_hidden()
+        await expect(done.get_by_role("link", name="Make an image")).to_have_attribute("href", "/images")
+        assert studio.studio.registry.active_model is None
+        models = (await studio.client.get("/api/images/models")).json()["models"]
+        assert any(m["name"] == "My SDXL" and m["usable"] for m in models)

@@ -148,7 +148,9 @@ class ModelName(BaseModel):
 
 
 # What a user can register by URL: the chat engines and the local image engines whose adapter exists.
-RegistrablePlatform = Literal["ollama", "lmstudio", "openai_compat", "automatic1111", "openai_images"]
+RegistrablePlatform = Literal[
+    "ollama", "lmstudio", "openai_compat", "comfyui", "automatic1111", "openai_images"
+]
 
 
 class EndpointCreate(BaseModel):

@@ -29,6 +29,7 @@ class LocalPlatform:
     hint: str
     start: str  # what to do when nothing answers at the address
     takes_key: bool
+    makes_images: bool = False  # an image engine: its models go to the Image Studio, not the active model
 
 
 LOCAL_PLATFORMS = (
@@ -55,6 +56,33 @@ LOCAL_PLATFORMS = (
         "llama.cpp, vLLM, LocalAI, a proxy… (the URL ends in /v1)",
         "Start the server, then check the address and port.",
         True,
+    ),
+    LocalPlatform(
+        "comfyui",
+        "ComfyUI (images)",
+        DEFAULT_URLS["comfyui"],
+        "Its server, port 8188; each checkpoint becomes an image model",
+        "Start ComfyUI (python main.py --listen 127.0.0.1 --port 8188), then check the address.",
+        False,
+        makes_images=True,
+    ),
+    LocalPlatform(
+        "automatic1111",
+        "AUTOMATIC1111 / Forge (images)",
+        DEFAULT_URLS["automatic1111"],
+        "The WebUI started with --api, port 7860",
+        "Start the WebUI with --api (e.g. ./webui.sh --api), then check the address.",
+        True,
+        makes_images=True,
+    ),
+    LocalPlatform(
+        "openai_images",
+        "OpenAI-compatible images server",
+        DEFAULT_URLS["openai_images"],
+        "LocalAI, stable-diffusion.cpp's sd-server… (the URL ends in /v1)",
+        "Start the server, then check the address and port.",
+        True,
+        makes_images=True,
     ),
 )
 

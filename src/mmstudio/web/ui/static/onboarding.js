@@ -85,6 +85,7 @@
     const takesKey = platform.dataset.takesKey === "true";
     $("api-key-field").hidden = !takesKey;
     if (!takesKey) $("api-key").value = "";
+    $("save-label").textContent = platform.dataset.images === "true" ? "Save this image model" : "Save and use this model";
     forgetModels();
   }
 
@@ -170,9 +171,14 @@
     return answer.model;
   }
 
-  function showDone(name, modelId) {
+  function showDone(name, modelId, images) {
     $("done-name").textContent = name;
     $("done-id").textContent = modelId;
+    $("done-image-id").textContent = modelId;
+    $("done-chat").hidden = Boolean(images);
+    $("done-images").hidden = !images;
+    $("done-go").textContent = images ? "Make an image" : "Start chatting";
+    $("done-go").setAttribute("href", images ? "/images" : "/chat");
     $("onboarding-form").hidden = true;
     $("done").hidden = false;
     $("done").focus();
@@ -207,9 +213,10 @@
       const endpoint = await mm.apiJson("/api/models/endpoints", { method: "POST", json: body });
       saved = endpoint.models.find((m) => m.model === chosen.value || m.model === chosen.value + ":latest")
         || endpoint.models[endpoint.models.length - 1];
-      await makeActive(saved.model_id);
+      const images = platform.dataset.images === "true"; // image models are chosen per request
+      if (!images) await makeActive(saved.model_id);
       say("save-result", null);
-      showDone(saved.name, saved.model_id);
+      showDone(saved.name, saved.model_id, images);
     } catch (error) {
       if (saved) {
         say("save-result", "error", "Saved, but not made active.", error.message,
