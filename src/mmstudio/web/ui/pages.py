@@ -18,6 +18,8 @@ from mmstudio.web.ui.templating import STATIC, render
 
 router = APIRouter(include_in_schema=False)
 
+GALLERY_PAGE = 40  # images per gallery page (the API's default and the page's infinite-scroll step)
+
 
 @router.get("/")
 async def front_door(studio: StudioDep) -> RedirectResponse:
@@ -63,6 +65,11 @@ async def creator(request: Request) -> HTMLResponse:
         name_max=MAX_NAME,  # the form stops what the API would refuse
         description_max=MAX_DESCRIPTION,
     )
+
+
+@router.get("/images", response_class=HTMLResponse)
+async def images(request: Request) -> HTMLResponse:
+    return render(request, "images.html", page="images", title="Image Studio", page_size=GALLERY_PAGE)
 
 
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
