@@ -143,6 +143,36 @@ EXPECTED = {
         "provider",
         "prompt",
     },
+    "jobs": {
+        "id",
+        "kind",
+        "state",
+        "request",
+        "recipe",
+        "plan",
+        "attempts",
+        "provider",
+        "model",
+        "upstream_handle",
+        "submitted_at",
+        "progress",
+        "progress_estimated",
+        "depends_on",
+        "priority",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "lease_owner",
+        "lease_expires_at",
+        "attempt_count",
+        "cancel_requested",
+        "error_kind",
+        "error_message",
+        "output_ids",
+        "info",
+    },
 }
 CHAT_TABLES = {
     "prompt_profiles",
@@ -158,6 +188,7 @@ CHAT_TABLES = {
     "codegen_projects",  # 0005, also gone after a downgrade to 0002
     "codegen_files",
     "media_assets",  # 0006
+    "jobs",  # 0007
 }
 # SQLite full-text search (0003): virtual tables, their shadow tables and triggers, not in tables.py.
 SQLITE_SEARCH_TABLES = {"messages_fts", "conversations_fts", "document_chunks_fts"}

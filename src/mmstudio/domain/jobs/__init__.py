@@ -1,0 +1,1 @@
+"""The generic job system: durable rows, leases, resume by upstream handle. Knows nothing about video."""

@@ -1,0 +1,278 @@
+"""The job worker: claims jobs with a lease, keeps the lease alive, runs each job's handler, and records
+how it ended. Knows nothing about video: a handler per job kind does the upstream work.
+
+Rules the worker enforces for every handler:
+
+- **Persist first.** The job row exists before the worker sees it; the handler reports the upstream's
+  handle with `JobContext.submitted()` the moment the upstream accepts the job, which stores it in the
+  same write that moves the job to `running`.
+- **Resume, never resubmit.** A job is handed to its handler again after its worker died (the lease
+  expired) or shut down (the lease was released). `job.upstream_handle` then says the upstream already has
+  it: the handler polls that handle instead of submitting again.
+- **One worker per job.** A lease is extended every third of its length. A worker that fails to extend it
+  (another worker took the job over after a stall) stops the handler at once, and every write it would
+  still try is refused by the store.
+- **Cancel** is a flag on the row (set by the API); the worker notices it at the next heartbeat, stops
+  the handler and asks it to cancel upstream where the vendor allows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from mmstudio.domain.jobs.types import Job, JobState
+from mmstudio.errors import ProviderError, StudioError
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The job is not this worker's any more: stop working on it, write nothing."""
+
+
+class JobStore(Protocol):
+    async def get(self, job_id: str) -> Job | None: ...
+    async def claim(
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+    ) -> Job | None: ...
+    async def heartbeat(self, job_id: str, owner: str, *, lease_seconds: float) -> bool: ...
+    async def release(self, owner: str) -> int: ...
+    async def move(self, job_id: str, owner: str, target: JobState, **fields: Any) -> Job | None: ...
+    async def record_submission(
+        self,
+        job_id: str,
+        owner: str,
+        handle: str,
+        *,
+        provider: str,
+        model: str,
+        attempts: Iterable[Mapping[str, Any]] = (),
+    ) -> Job | None: ...
+    async def report_progress(self, job_id: str, owner: str, percent: float, *, estimated: bool) -> bool: ...
+    async def fail_orphans(self) -> list[str]: ...
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the job as claimed, and the calls that record what it did."""
+
+    job: Job
+    owner: str
+    store: JobStore
+    notify: Callable[[Job], None]
+
+    async def submitted(
+        self, handle: str, *, provider: str, model: str, attempts: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
+        """The upstream accepted the job and answered `handle`: stored before anything else happens."""
+        self._update(
+            await self.store.record_submission(
+                self.job.id, self.owner, handle, provider=provider, model=model, attempts=attempts
+            )
+        )
+
+    async def progress(self, percent: float, *, estimated: bool = False) -> None:
+        if not await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated):
+            raise LeaseLost(self.job.id)
+        current = await self.store.get(self.job.id)
+        if current is not None:
+            self.job = current
+            self.notify(current)
+
+    async def downloading(self) -> None:
+        self._update(await self.store.move(self.job.id, self.owner, "downloading"))
+
+    async def polling_again(self) -> None:
+        """Back from downloading to polling (a result that must be fetched again)."""
+        self._update(await self.store.move(self.job.id, self.owner, "running"))
+
+    def _update(self, job: Job | None) -> None:
+        if job is None:
+            raise LeaseLost(self.job.id)
+        self.job = job
+        self.notify(job)
+
+
+class JobHandler(Protocol):
+    """The upstream work of one job kind."""
+
+    async def run(self, context: JobContext) -> Sequence[str]:
+        """Submit (or, when `context.job.upstream_handle` is set, resume polling), wait, download;
+        return the output asset ids. Raise `StudioError` for a failure (its message is the job's)."""
+        ...
+
+    async def cancel_upstream(self, job: Job) -> bool:
+        """Ask the vendor to stop `job`; False when it cannot (the result is then discarded)."""
+        ...
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class JobWorker:
+    store: JobStore
+    handlers: Mapping[str, JobHandler]
+    owner: str = field(default_factory=default_owner)
+    concurrency: int = 4
+    lease_seconds: float = 30.0
+    idle_seconds: float = 0.5  # between claims when there was nothing to do
+    clock: Callable[[], datetime] | None = None  # what "now" is when claiming (tests move it)
+    on_change: Callable[[Job], None] | None = None  # every state or progress change (live events)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Claim and run jobs until `stop()`, at most `concurrency` at once."""
+        slots = asyncio.Semaphore(self.concurrency)
+        while not self._stopping.is_set():
+            await slots.acquire()
+            try:
+                job = await self.claim()
+            except Exception:  # the database is unreachable for a moment: try again
+                slots.release()
+                log.exception("claiming a job failed")
+                job = None
+            else:
+                if job is not None:
+                    task = asyncio.create_task(self._run_and_free(job, slots), name=f"mmstudio-job-{job.id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                    continue
+                slots.release()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.idle_seconds)
+
+    async def _run_and_free(self, job: Job, slots: asyncio.Semaphore) -> None:
+        try:
+            await self.run(job)
+        finally:
+            slots.release()
+
+    async def claim(self) -> Job | None:
+        await self.store.fail_orphans()
+        now = self.clock() if self.clock is not None else None
+        return await self.store.claim(
+            self.owner, lease_seconds=self.lease_seconds, kinds=list(self.handlers), now=now
+        )
+
+    async def run_once(self) -> Job | None:
+        """Claim one job and run it to its end; the job as it ended, or None when there was none."""
+        job = await self.claim()
+        if job is None:
+            return None
+        await self.run(job)
+        return await self.store.get(job.id)
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop claiming, stop the running handlers and (by default) give their leases back, so another
+        worker resumes them at once. `release=False` is what a killed process leaves: leases that
+        expire."""
+        self._stopping.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if release:
+            await self.store.release(self.owner)
+
+    # -- one job ---------------------------------------------------------------------------------
+
+    async def run(self, job: Job) -> None:
+        handler = self.handlers[job.kind]
+        if job.cancel_requested:
+            await self._cancel(handler, job)
+            return
+        if job.state == "queued":
+            moved = await self.store.move(job.id, self.owner, "submitting")
+            if moved is None:
+                return
+            job = moved
+            self._notify(job)
+        context = JobContext(job, self.owner, self.store, self._notify)
+        work = asyncio.create_task(handler.run(context), name=f"mmstudio-job-work-{job.id}")
+        watch = asyncio.create_task(self._keep_lease(job.id, work), name=f"mmstudio-job-lease-{job.id}")
+        reason: str | None = None
+        try:
+            outputs = await work
+        except asyncio.CancelledError:
+            if watch.done() and not watch.cancelled():
+                reason = watch.result()
+            if reason is None:  # the worker itself is stopping: the job stays for the next one
+                raise
+        except LeaseLost:
+            return
+        except StudioError as exc:
+            kind = exc.kind if isinstance(exc, ProviderError) else type(exc).__name__
+            await self._end(job.id, "failed", error_kind=kind, error_message=exc.message)
+            return
+        except Exception as exc:
+            log.exception("job %s: its handler failed", job.id)
+            await self._end(job.id, "failed", error_kind="internal", error_message=f"internal error: {exc!r}")
+            return
+        else:
+            await self._end(job.id, "complete", output_ids=list(outputs), error_kind=None, error_message=None)
+            return
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+        if reason == "cancel":
+            current = await self.store.get(job.id)
+            await self._cancel(handler, current or context.job)
+
+    async def _keep_lease(self, job_id: str, work: asyncio.Task[Any]) -> str:
+        """Extend the lease until `work` ends; stop it when the lease is lost or a cancel is asked."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not await self.store.heartbeat(job_id, self.owner, lease_seconds=self.lease_seconds):
+                work.cancel()
+                return "lost"
+            current = await self.store.get(job_id)
+            if current is not None and current.cancel_requested:
+                work.cancel()
+                return "cancel"
+
+    async def _cancel(self, handler: JobHandler, job: Job) -> None:
+        stopped = False
+        if job.reached_upstream:
+            try:
+                stopped = await handler.cancel_upstream(job)
+            except StudioError as exc:
+                log.warning("job %s: cancelling upstream failed: %s", job.id, exc.message)
+        message = (
+            "cancelled; the vendor stopped it"
+            if stopped
+            else "cancelled; the vendor cannot stop it, so its result will be discarded"
+            if job.reached_upstream
+            else "cancelled before it reached the vendor"
+        )
+        await self._end(job.id, "cancelled", error_kind="cancelled", error_message=message)
+
+    async def _end(self, job_id: str, state: JobState, **fields: Any) -> None:
+        ended = await self.store.move(job_id, self.owner, state, **fields)
+        if ended is not None:
+            self._notify(ended)
+
+    def _notify(self, job: Job) -> None:
+        if self.on_change is not None:
+            self.on_change(job)

@@ -1,0 +1,370 @@
+"""The `jobs` table (SQLite or PostgreSQL): create with an idempotency key, claim with a lease in one
+``UPDATE ... RETURNING``, heartbeats, state moves guarded by the lease owner. Returns domain objects.
+
+Every write that changes a running job names its lease owner: a worker that lost its lease (it stalled
+past the expiry and another worker took the job over) can no longer move the job, record a submission or
+report progress, so two workers never both act on one job.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from mmstudio.domain.jobs.types import (
+    ACTIVE,
+    DEPENDENCY_FAILED,
+    STATES,
+    TERMINAL,
+    TRANSITIONS,
+    Job,
+    JobPage,
+    JobState,
+)
+from mmstudio.storage._time import utc, utc_now
+from mmstudio.storage.tables import JobRow
+
+COLUMNS = tuple(JobRow.__table__.c)
+
+
+def new_job_id() -> str:
+    """Random and unguessable, URL-safe."""
+    return "job_" + secrets.token_urlsafe(15)
+
+
+def _at(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    state: JobState = row["state"]
+    progress = row["progress"]
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        state=state,
+        request=row["request"] or {},
+        created_at=utc(row["created_at"]),
+        updated_at=utc(row["updated_at"]),
+        recipe=row["recipe"],
+        plan=tuple(row["plan"] or ()),
+        attempts=tuple(row["attempts"] or ()),
+        provider=row["provider"],
+        model=row["model"],
+        upstream_handle=row["upstream_handle"],
+        submitted_at=_at(row["submitted_at"]),
+        progress=progress if progress is None or math.isfinite(progress) else None,
+        progress_estimated=bool(row["progress_estimated"]),
+        depends_on=row["depends_on"],
+        priority=row["priority"],
+        idempotency_key=row["idempotency_key"],
+        started_at=_at(row["started_at"]),
+        finished_at=_at(row["finished_at"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=_at(row["lease_expires_at"]),
+        attempt_count=row["attempt_count"],
+        cancel_requested=bool(row["cancel_requested"]),
+        error_kind=row["error_kind"],
+        error_message=row["error_message"],
+        output_ids=tuple(row["output_ids"] or ()),
+        info=row["info"] or {},
+    )
+
+
+def _sources(target: JobState) -> list[str]:
+    """The states a job may be in to move to `target`."""
+    return [s for s in STATES if target in TRANSITIONS[s]]
+
+
+class JobRepository:
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self._sessions = sessions
+
+    # -- creating and reading --------------------------------------------------------------------
+
+    async def create(
+        self,
+        kind: str,
+        request: Mapping[str, Any],
+        *,
+        recipe: Mapping[str, Any] | None = None,
+        plan: Iterable[str] = (),
+        depends_on: str | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> tuple[Job, bool]:
+        """A new queued job, or (with an idempotency key already used) the existing one; the flag says
+        whether it was created now."""
+        now = utc_now()
+        row = JobRow(
+            id=new_job_id(),
+            kind=kind,
+            state="queued",
+            request=dict(request),
+            recipe=dict(recipe) if recipe is not None else None,
+            plan=list(plan),
+            attempts=[],
+            progress_estimated=False,
+            depends_on=depends_on,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+            attempt_count=0,
+            cancel_requested=False,
+            output_ids=[],
+            info=dict(info or {}),
+        )
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            existing = await self.by_idempotency_key(idempotency_key)
+            if existing is None:  # pragma: no cover - the conflicting row was deleted in between
+                raise
+            return existing, False
+        created = await self.get(row.id)
+        assert created is not None
+        return created, True
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._one(select(*COLUMNS).where(JobRow.id == job_id))
+
+    async def by_idempotency_key(self, key: str) -> Job | None:
+        return await self._one(select(*COLUMNS).where(JobRow.idempotency_key == key))
+
+    async def _one(self, query: Select[Any]) -> Job | None:
+        async with self._sessions() as session:
+            row = (await session.execute(query)).mappings().first()
+        return _job(row) if row is not None else None
+
+    async def list(
+        self, *, kind: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
+    ) -> JobPage:
+        """Newest first."""
+
+        def where(query: Select[Any]) -> Select[Any]:
+            if kind:
+                query = query.where(JobRow.kind == kind)
+            if state:
+                query = query.where(JobRow.state == state)
+            return query
+
+        async with self._sessions() as session:
+            total = await session.scalar(where(select(func.count()).select_from(JobRow))) or 0
+            rows = (
+                await session.execute(
+                    where(select(*COLUMNS))
+                    .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ).mappings()
+            items = [_job(r) for r in rows]
+        return JobPage(items, int(total), limit, offset)
+
+    # -- claiming --------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+    ) -> Job | None:
+        """Take the next job for `owner` with a lease, atomically: a queued job whose dependency (if
+        any) is complete, or a job whose worker's lease expired (it is resumed, never resubmitted when
+        it has an upstream handle). Highest priority first, then oldest. None when there is none."""
+        now = now or utc_now()
+        done = aliased(JobRow)
+        free = or_(JobRow.lease_owner.is_(None), JobRow.lease_expires_at < now)
+        ready = or_(
+            JobRow.depends_on.is_(None),
+            JobRow.depends_on.in_(select(done.id).where(done.state == "complete").scalar_subquery()),
+        )
+        claimable = and_(
+            free,
+            or_(and_(JobRow.state == "queued", ready), JobRow.state.in_(list(ACTIVE))),
+        )
+        if kinds is not None:
+            claimable = and_(claimable, JobRow.kind.in_(list(kinds)))
+        candidate = (
+            select(JobRow.id)
+            .where(claimable)
+            .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL: claimers skip each other's rows
+            .scalar_subquery()
+        )
+        statement = (
+            update(JobRow)
+            .where(JobRow.id == candidate, claimable)  # checked again on the row itself
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempt_count=JobRow.attempt_count + 1,
+                started_at=func.coalesce(JobRow.started_at, now),
+                updated_at=now,
+            )
+            .returning(*COLUMNS)
+        )
+        async with self._sessions() as session, session.begin():
+            row = (await session.execute(statement)).mappings().first()
+        return _job(row) if row is not None else None
+
+    async def heartbeat(self, job_id: str, owner: str, *, lease_seconds: float) -> bool:
+        """Extend the lease; False when `owner` no longer holds it (stop working on the job)."""
+        now = utc_now()
+        statement = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.lease_owner == owner, JobRow.state.not_in(list(TERMINAL)))
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)
+        return bool(result.rowcount)
+
+    async def release(self, owner: str) -> int:
+        """Give up every lease of `owner` (a graceful shutdown): another worker continues at once."""
+        statement = (
+            update(JobRow)
+            .where(JobRow.lease_owner == owner, JobRow.state.not_in(list(TERMINAL)))
+            .values(lease_owner=None, lease_expires_at=None, updated_at=utc_now())
+        )
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)
+        return int(result.rowcount or 0)
+
+    # -- moving a job ----------------------------------------------------------------------------
+
+    async def move(self, job_id: str, owner: str, target: JobState, **fields: Any) -> Job | None:
+        """Move a job `owner` holds to `target` (only from a state `target` may follow), with other
+        columns in the same write. A terminal state ends the lease. None when the job is not `owner`'s
+        any more or the move is not allowed from its state."""
+        now = utc_now()
+        values: dict[str, Any] = {"state": target, "updated_at": now, **fields}
+        if "attempts" in values:
+            values["attempts"] = [dict(a) for a in values["attempts"]]
+        if "output_ids" in values:
+            values["output_ids"] = list(values["output_ids"])
+        if target in TERMINAL:
+            values.update(lease_owner=None, lease_expires_at=None, finished_at=now)
+            if target == "complete":
+                values.setdefault("progress", 100.0)
+                values.setdefault("progress_estimated", False)
+        statement = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.lease_owner == owner, JobRow.state.in_(_sources(target)))
+            .values(**values)
+            .returning(*COLUMNS)
+        )
+        async with self._sessions() as session, session.begin():
+            row = (await session.execute(statement)).mappings().first()
+        return _job(row) if row is not None else None
+
+    async def record_submission(
+        self,
+        job_id: str,
+        owner: str,
+        handle: str,
+        *,
+        provider: str,
+        model: str,
+        attempts: Iterable[Mapping[str, Any]] = (),
+    ) -> Job | None:
+        """The upstream accepted the job: its handle, who has it and `running`, in one write."""
+        return await self.move(
+            job_id,
+            owner,
+            "running",
+            upstream_handle=handle,
+            provider=provider,
+            model=model,
+            submitted_at=utc_now(),
+            attempts=list(attempts),
+        )
+
+    async def report_progress(self, job_id: str, owner: str, percent: float, *, estimated: bool) -> bool:
+        statement = (
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.lease_owner == owner, JobRow.state.in_(list(ACTIVE)))
+            .values(
+                progress=min(max(float(percent), 0.0), 100.0),
+                progress_estimated=estimated,
+                updated_at=utc_now(),
+            )
+        )
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)
+        return bool(result.rowcount)
+
+    # -- cancelling and dependencies ---------------------------------------------------------------
+
+    async def request_cancel(self, job_id: str) -> Job | None:
+        """A queued job nobody holds is cancelled at once; a running one is marked, and its worker
+        cancels it upstream where the vendor allows it. A finished job is returned unchanged."""
+        now = utc_now()
+        free = or_(JobRow.lease_owner.is_(None), JobRow.lease_expires_at < now)
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == "queued", free)
+                .values(
+                    state="cancelled",
+                    cancel_requested=True,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                    error_kind="cancelled",
+                    error_message="cancelled before it started",
+                )
+            )
+            await session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state.not_in(list(TERMINAL)))
+                .values(cancel_requested=True, updated_at=now)
+            )
+        return await self.get(job_id)
+
+    async def fail_orphans(self) -> builtins.list[str]:
+        """Queued jobs waiting for a job that failed or was cancelled fail too, saying why (never
+        queued forever). Returns their ids."""
+        dependency = aliased(JobRow)
+        now = utc_now()
+        async with self._sessions() as session, session.begin():
+            pairs = (
+                await session.execute(
+                    select(JobRow.id, dependency.state, dependency.error_message)
+                    .join(dependency, dependency.id == JobRow.depends_on)
+                    .where(JobRow.state == "queued", dependency.state.in_(["failed", "cancelled"]))
+                )
+            ).all()
+            for job_id, state, reason in pairs:
+                await session.execute(
+                    update(JobRow)
+                    .where(JobRow.id == job_id, JobRow.state == "queued")
+                    .values(
+                        state="failed",
+                        error_kind="dependency_failed",
+                        error_message=DEPENDENCY_FAILED.format(
+                            state=state, reason=reason or "no reason given"
+                        ),
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                )
+        return [job_id for job_id, _, _ in pairs]
