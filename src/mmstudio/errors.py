@@ -28,6 +28,7 @@
         ├── ProviderTimeout
         ├── ProviderConnectionError    connection refused, DNS, reset before a response
         ├── ProviderProtocolError      the upstream said something we cannot parse (or 200 with an error body)
+        ├── ResultExpired              a finished result expired before it could be fetched
         ├── MidStreamError             a stream failed after it started (partial_text kept)
         └── AllModelsFailed            the router tried every candidate; `last` is the final cause
 
@@ -222,6 +223,12 @@ class ProviderProtocolError(ProviderError):
     retryable = True
 
 
+class ResultExpired(ProviderError):
+    """A finished result (a video's temporary URL) expired before it could be fetched."""
+
+    retryable = False
+
+
 class MidStreamError(ProviderError):
     """A stream broke after it started; `partial_text` is what had arrived."""
 
@@ -277,6 +284,7 @@ _KIND_NAMES: dict[type[ProviderError], str] = {
     ProviderConnectionError: "connection_refused",
     ProviderProtocolError: "protocol_error",
     MidStreamError: "mid_stream_error",
+    ResultExpired: "expired",
 }
 
 REDACTED = "***"
