@@ -192,3 +192,56 @@ async def test_thumbnails_served_lately_come_from_memory(engine: Any, tmp_path: 
     assert again.sha256 == asset.sha256
     remade = await store.thumbnail_bytes(again)  # the delete dropped it from memory: made anew, on disk
     assert remade == first and (await store.thumbnail(again)).is_file()
+
+
+# -- videos ----------------------------------------------------------------------------------------
+
+
+async def _chunks(data: bytes, size: int = 1000) -> Any:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_a_video_is_streamed_in_checked_and_gets_a_poster(engine: Any, tmp_path: Path) -> None:
+    from tests.fakes.videos import make_mp4
+
+    store = _store(engine, tmp_path / "media")
+    await store.prepare()
+    mp4 = make_mp4(96, 64, seconds=2, fps=8)
+    recipe = Recipe(model_used="xai/grok-imagine-video", provider="xai", prompt="a fox runs")
+    asset = await store.save_video(_chunks(mp4), recipe=recipe, latency_ms=1234.0)
+    assert (asset.kind, asset.mime, asset.width, asset.height) == ("video", "video/mp4", 96, 64)
+    assert asset.duration_s == 2.0 and asset.fps == 8.0 and asset.bytes == len(mp4)
+    path = await store.read_path(asset)
+    assert path.read_bytes() == mp4 and path.name == f"{hashlib.sha256(mp4).hexdigest()}.mp4"
+    with Image.open(await store.poster(asset)) as poster:
+        assert (poster.format, poster.size) == ("WEBP", (96, 64))
+    with Image.open(await store.thumbnail(asset)) as thumb:
+        assert thumb.format == "WEBP"
+    again = await store.get(asset.id)
+    assert again is not None and again.duration_s == 2.0 and again.fps == 8.0
+    assert list((tmp_path / "media" / "tmp").iterdir()) == []
+    await store.delete(asset.id)
+    assert _files(tmp_path / "media") == []
+
+
+@pytest.mark.parametrize("cut", ["half", "garbage", "empty"])
+async def test_a_broken_video_download_leaves_nothing_behind(engine: Any, tmp_path: Path, cut: str) -> None:
+    from tests.fakes.videos import make_mp4
+
+    store = _store(engine, tmp_path / "media")
+    await store.prepare()
+    mp4 = make_mp4(seconds=1)
+
+    async def broken() -> Any:
+        if cut == "garbage":
+            yield b"<html>the link expired</html>"
+        elif cut == "half":
+            yield mp4[: len(mp4) // 2]
+            raise ConnectionError("the download was cut")
+
+    recipe = Recipe(model_used="m", provider="p", prompt="x")
+    with pytest.raises((UnsupportedMediaType, ConnectionError)):
+        await store.save_video(broken(), recipe=recipe)
+    assert _files(tmp_path / "media") == [] and list((tmp_path / "media" / "tmp").iterdir()) == []
+    assert (await store.list(limit=10)).total == 0

@@ -142,6 +142,8 @@ EXPECTED = {
         "model_used",
         "provider",
         "prompt",
+        "duration_s",
+        "fps",
     },
     "jobs": {
         "id",

@@ -4,6 +4,7 @@ Layout under the root (``<data dir>/media`` by default)::
 
     ab/ab12...ef.png          the bytes, named by their sha256 (identical bytes are stored once)
     thumbs/ab/ab12...ef-256.webp
+    posters/ab/ab12...ef.webp  a video's first frame
     tmp/                      files being written (same filesystem, so the rename is atomic)
 
 A write goes to ``tmp/``, is fsynced, renamed into place and the directory fsynced, so a crash leaves
@@ -54,6 +55,33 @@ class MediaFiles:
         self._write(target, data)
         return target
 
+    def poster_path(self, sha256: str) -> Path:
+        return self.root / "posters" / sha256[:2] / f"{sha256}.webp"
+
+    def put_poster(self, sha256: str, data: bytes) -> Path:
+        target = self.poster_path(sha256)
+        self._write(target, data)
+        return target
+
+    def temp_path(self) -> Path:
+        """A fresh temp file name on the store's filesystem (for a download streamed to disk)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.tmp / f"{uuid.uuid4().hex}.part"
+
+    def commit(self, temp: Path, sha256: str, extension: str) -> Path:
+        """Move a fully written temp file (see `temp_path`) to its content-addressed name: fsynced,
+        renamed, the directory fsynced. Bytes already stored are kept and the temp file removed."""
+        target = self.path(sha256, extension)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            temp.unlink(missing_ok=True)
+            return target
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+        _fsync_dir(target.parent)
+        return target
+
     def read(self, sha256: str, extension: str) -> bytes:
         return self.path(sha256, extension).read_bytes()
 
@@ -61,6 +89,8 @@ class MediaFiles:
         """Remove a file and its thumbnails (call only when no asset refers to these bytes)."""
         with contextlib.suppress(FileNotFoundError):
             self.path(sha256, extension).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.poster_path(sha256).unlink()
         folder = self.root / "thumbs" / sha256[:2]
         if folder.is_dir():
             for thumb in folder.glob(f"{sha256}-*.webp"):

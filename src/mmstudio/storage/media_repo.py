@@ -35,6 +35,8 @@ def _asset(row: MediaAssetRow) -> MediaAsset:
         parent_id=row.parent_id,
         tier=row.tier,
         filename=row.filename,
+        duration_s=row.duration_s,
+        fps=row.fps,
     )
 
 
@@ -68,6 +70,8 @@ class MediaRepository:
             model_used=recipe.model_used if recipe is not None else None,
             provider=recipe.provider if recipe is not None else None,
             prompt=recipe.prompt if recipe is not None else None,
+            duration_s=_finite(asset.duration_s),
+            fps=_finite(asset.fps),
         )
         async with self._sessions() as session, session.begin():
             session.add(row)

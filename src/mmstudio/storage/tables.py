@@ -362,6 +362,8 @@ class MediaAssetRow(Base):
     model_used: Mapped[str | None] = mapped_column(String(400), nullable=True, index=True)
     provider: Mapped[str | None] = mapped_column(String(60), nullable=True, index=True)
     prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # videos
+    fps: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class JobRow(Base):

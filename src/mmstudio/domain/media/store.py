@@ -9,16 +9,17 @@ threads, never on the event loop. Thumbnails are made once per image and then se
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from mmstudio.config import ImagesConfig
-from mmstudio.domain.media import pictures
+from mmstudio.domain.media import pictures, videos
 from mmstudio.domain.media.types import EXTENSIONS, MediaAsset, MediaKind, MediaPage, Recipe
 from mmstudio.errors import NotFound, PayloadTooLarge, UnsupportedMediaType
 
@@ -31,6 +32,10 @@ class MediaFileStore(Protocol):
     def put_thumb(self, sha256: str, side: int, data: bytes) -> Path: ...
     def read(self, sha256: str, extension: str) -> bytes: ...
     def remove(self, sha256: str, extension: str) -> None: ...
+    def poster_path(self, sha256: str) -> Path: ...
+    def put_poster(self, sha256: str, data: bytes) -> Path: ...
+    def temp_path(self) -> Path: ...
+    def commit(self, temp: Path, sha256: str, extension: str) -> Path: ...
 
 
 class MediaRows(Protocol):
@@ -52,6 +57,7 @@ class MediaRows(Protocol):
 
 
 THUMB_CACHE_BYTES = 32 * 1024 * 1024  # about 2,000 gallery thumbnails
+MAX_VIDEO_BYTES = 2_000_000_000  # a generated clip is tens of MB; this only stops a runaway download
 
 
 def new_asset_id() -> str:
@@ -161,6 +167,78 @@ class MediaStore:
         await self.rows.add(asset)
         return asset
 
+    async def save_video(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        recipe: Recipe,
+        attempts: tuple[Mapping[str, Any], ...] = (),
+        latency_ms: float | None = None,
+        cost_usd: float | None = None,
+        parent_id: str | None = None,
+        tier: str | None = None,
+        max_bytes: int = MAX_VIDEO_BYTES,
+    ) -> MediaAsset:
+        """Store a video as it downloads: streamed to a temp file (hashed on the way), its size and type
+        checked (PyAV), its poster frame made, then fsynced and renamed under its sha256. A download
+        that breaks or is not a video leaves nothing behind (the error is the caller's to retry)."""
+        temp = self.files.temp_path()
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            handle = await asyncio.to_thread(open, temp, "wb")
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(
+                            f"the video is over {max_bytes / 1_000_000:g} MB; refused", field="file"
+                        )
+                    digest.update(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
+            finally:
+                await asyncio.to_thread(handle.close)
+            if size == 0:
+                raise UnsupportedMediaType("the video download was empty", field="file")
+            sha256 = digest.hexdigest()
+
+            def finish() -> videos.VideoInfo:
+                info = videos.probe(temp)
+                self.files.put_poster(sha256, videos.poster(temp))
+                self.files.commit(temp, sha256, EXTENSIONS[info.mime])
+                return info
+
+            info = await asyncio.to_thread(finish)
+        except BaseException:
+            await asyncio.to_thread(temp.unlink, True)
+            raise
+        asset = MediaAsset(
+            id=new_asset_id(),
+            kind="video",
+            mime=info.mime,
+            width=info.width,
+            height=info.height,
+            bytes=size,
+            sha256=sha256,
+            created_at=_now(),
+            recipe=recipe,
+            attempts=tuple(attempts),
+            latency_ms=latency_ms,
+            cost_usd=cost_usd,
+            parent_id=parent_id,
+            tier=tier,
+            duration_s=info.duration_s,
+            fps=info.fps,
+        )
+        await self.rows.add(asset)
+        return asset
+
+    async def poster(self, asset: MediaAsset) -> Path:
+        path = self.files.poster_path(asset.sha256)
+        if not await asyncio.to_thread(path.is_file):
+            raise NotFound(f"the poster of media {asset.id} is missing from the media store")
+        return path
+
     async def inspect(self, data: bytes, what: str = "the generated image") -> pictures.Picture:
         """What image `data` is (type, size), off the event loop; not a whole image raises
         `UnsupportedMediaType`, over `images.max_pixels` raises `InvalidRequest`."""
@@ -198,7 +276,10 @@ class MediaStore:
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._thumbs[key] = future
         try:
-            data = await self.read_bytes(asset)
+            if asset.kind == "video":
+                data = await asyncio.to_thread((await self.poster(asset)).read_bytes)
+            else:
+                data = await self.read_bytes(asset)
             max_pixels = self.config.max_pixels
 
             def make() -> Path:

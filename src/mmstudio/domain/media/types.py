@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MediaKind = Literal["image", "upload"]
+MediaKind = Literal["image", "video", "upload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +89,23 @@ class MediaAsset:
     parent_id: str | None = None
     tier: str | None = None
     filename: str | None = None
+    duration_s: float | None = None  # videos
+    fps: float | None = None
 
     @property
     def extension(self) -> str:
         return EXTENSIONS.get(self.mime, "bin")
 
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+}
 
 
 @dataclass(frozen=True, slots=True)

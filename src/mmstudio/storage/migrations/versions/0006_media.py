@@ -1,4 +1,4 @@
-"""Media assets: generated images with their recipes, and uploads.
+"""Media assets: generated images and videos with their recipes, and uploads.
 
 Revision ID: 0006
 Revises: 0005
@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("model_used", sa.String(400), nullable=True),
         sa.Column("provider", sa.String(60), nullable=True),
         sa.Column("prompt", sa.Text(), nullable=True),
+        sa.Column("duration_s", sa.Float(), nullable=True),
+        sa.Column("fps", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_media_assets"),
     )
     op.create_index("ix_media_assets_kind_created_at", "media_assets", ["kind", "created_at"])
