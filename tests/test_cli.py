@@ -354,3 +354,37 @@ def test_image_writes_files_says_who_made_them_and_lists_the_gallery(
 def test_image_without_any_image_model_points_to_onboarding(env: dict[str, str], tmp_path: Path) -> None:
     result = runner.invoke(app, ["image", "a lighthouse", "-o", str(tmp_path)], env=env)
     assert result.exit_code != 0 and "Add an image model" in result.output
+
+
+# -- videos and jobs -------------------------------------------------------------------------------
+
+
+def test_video_follows_the_job_writes_the_file_and_jobs_lists_it(env: dict[str, str], tmp_path: Path) -> None:
+    from tests.fakes.openai_videos_server import FakeOpenAIVideosServer, video_bytes
+
+    config = tmp_path / "mmstudio.yaml"
+    config.write_text("videos: {poll_interval_s: 0.01}\n")
+    with FakeOpenAIVideosServer(api_key="sk-cli-video") as sora:
+        video_env = {
+            **env,
+            "MMSTUDIO_CONFIG": str(config),
+            "OPENAI_API_KEY": "sk-cli-video",
+            "OPENAI_BASE_URL": f"{sora.url}/v1",
+        }
+        out = tmp_path / "fox.mp4"
+        result = runner.invoke(
+            app, ["video", "a fox in the snow", "-m", "sora-2", "-o", str(out)], env=video_env
+        )
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes() == video_bytes("720x1280", "4") and str(out) in result.output
+        assert "Made with openai/sora-2" in result.output and sora.submissions == 1
+        listed = runner.invoke(app, ["jobs", "list"], env=video_env)
+        assert listed.exit_code == 0 and "complete" in listed.output and "1 of 1 job(s)" in listed.output
+        job_id = re.search(r"job_[\w-]+", listed.output)
+        assert job_id is not None
+        cancel = runner.invoke(app, ["jobs", "cancel", job_id.group(0)], env=video_env)
+        assert cancel.exit_code == 0 and "complete" in cancel.output  # a finished job stays as it ended
+        bad = runner.invoke(app, ["video", "x", "-m", "no-such-model"], env=video_env)
+        assert bad.exit_code != 0 and "Unknown video model" in bad.output
+        missing = runner.invoke(app, ["jobs", "watch", "job_nope"], env=video_env)
+        assert missing.exit_code != 0 and "no job 'job_nope'" in missing.output

@@ -605,9 +605,10 @@ def conversations_export(
         err.print(f"wrote {out}")
 
 
-from mmstudio import cli_images  # noqa: E402  (its commands use the options and helpers above)
+from mmstudio import cli_images, cli_jobs  # noqa: E402  (their commands use the options and helpers above)
 
 cli_images.register(app)
+cli_jobs.register(app)
 
 
 def main() -> None:

@@ -196,6 +196,19 @@ class ImagesConfig(_Strict):
     )
 
 
+class VideosConfig(_Strict):
+    """Video generation and the job worker that runs it."""
+
+    concurrency: int = Field(default=4, ge=1, le=64, description="video jobs this process runs at once")
+    poll_interval_s: float | None = Field(
+        default=None, gt=0, le=600, description="seconds between polls; empty: what each vendor asks for"
+    )
+    worker: bool = Field(default=True, description="run jobs in this process (serve); false: API only")
+    lease_seconds: float = Field(
+        default=30.0, ge=0.5, le=3600, description="a worker that dies gives its jobs up after this long"
+    )
+
+
 class StudioConfig(_Strict):
     default_model: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -207,6 +220,7 @@ class StudioConfig(_Strict):
     chat: ChatConfig = Field(default_factory=ChatConfig)
     codegen: CodegenConfig = Field(default_factory=CodegenConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    videos: VideosConfig = Field(default_factory=VideosConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

@@ -17,6 +17,9 @@ DEFAULT_BASE_URLS = {
     "xai": "https://api.x.ai/v1",
 }
 
+# Media-only cloud vendors (no chat models): provider id -> (key variable, base-url variable, default).
+MEDIA_CLOUD_ENV = {"runway": ("RUNWAYML_API_SECRET", "RUNWAY_BASE_URL", "https://api.dev.runwayml.com/v1")}
+
 # Cloud provider id -> (key variable, base-url variable).
 CLOUD_ENV = {
     "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
@@ -50,6 +53,7 @@ class Settings:
     comfyui_url: str = "http://127.0.0.1:8188"
     a1111_url: str = "http://127.0.0.1:7860"
     cloud: Mapping[str, CloudProviderSettings] = field(default_factory=dict)
+    media_cloud: Mapping[str, CloudProviderSettings] = field(default_factory=dict)
     config: StudioConfig = field(default_factory=StudioConfig)
     host: str = "127.0.0.1"
     port: int = 8765
@@ -72,6 +76,15 @@ class Settings:
             )
             for provider, (key_env, url_env) in CLOUD_ENV.items()
         }
+        media_cloud = {
+            provider: CloudProviderSettings(
+                provider=provider,
+                key_env=key_env,
+                base_url=(env.get(url_env) or default).rstrip("/"),
+                api_key=env.get(key_env) or None,
+            )
+            for provider, (key_env, url_env, default) in MEDIA_CLOUD_ENV.items()
+        }
         keys = tuple(k.strip() for k in env.get("MMSTUDIO_API_KEYS", "").split(",") if k.strip())
         settings = cls(
             data_dir=Path(env.get("MMSTUDIO_DATA_DIR") or ".mmstudio"),
@@ -84,6 +97,7 @@ class Settings:
             comfyui_url=_plain_url(env.get("COMFYUI_URL", "") or "http://127.0.0.1:8188"),
             a1111_url=_plain_url(env.get("A1111_URL", "") or "http://127.0.0.1:7860"),
             cloud=cloud,
+            media_cloud=media_cloud,
             config=config,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -21,6 +21,8 @@ from mmstudio.domain.chat.compare import CompareService
 from mmstudio.domain.chat.knowledge import KnowledgeService
 from mmstudio.domain.chat.service import ChatService
 from mmstudio.domain.codegen.service import CodegenService
+from mmstudio.domain.jobs.service import JobService
+from mmstudio.domain.jobs.worker import JobWorker
 from mmstudio.domain.keys import GatewayKeys
 from mmstudio.domain.media.images import ImageService
 from mmstudio.domain.media.store import MediaStore
@@ -29,6 +31,9 @@ from mmstudio.domain.ratelimit import RateLimiter
 from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import Routed, RoutedStream, RouteOptions, Router
 from mmstudio.domain.types import Endpoint
+from mmstudio.domain.video.handler import VideoJobHandler
+from mmstudio.domain.video.models import VideoModels
+from mmstudio.domain.video.service import VideoService
 from mmstudio.providers import create_adapter
 from mmstudio.providers.base import (
     ChatRequest,
@@ -36,15 +41,17 @@ from mmstudio.providers.base import (
     Message,
     ProviderAdapter,
 )
-from mmstudio.providers.media import create_image_adapter
+from mmstudio.providers.media import CLOUD_VIDEO_MODELS, create_image_adapter, create_video_adapter
 from mmstudio.providers.media.base import ImageAdapter
 from mmstudio.providers.media.comfyui import load_workflow
+from mmstudio.providers.media.video_base import VideoAdapter
 from mmstudio.providers.transport import make_http_client
 from mmstudio.settings import Settings
 from mmstudio.storage.chat_repo import ChatRepository
 from mmstudio.storage.codegen_repo import CodegenRepository
 from mmstudio.storage.compare_repo import CompareRepository
 from mmstudio.storage.db import create_engine, migrate, session_factory
+from mmstudio.storage.jobs_repo import JobRepository
 from mmstudio.storage.keys_repo import KeyRepository
 from mmstudio.storage.knowledge_repo import KnowledgeRepository
 from mmstudio.storage.media_files import MediaFiles
@@ -108,6 +115,9 @@ class Studio:
     codegen: CodegenService
     media: MediaStore
     images: ImageService
+    jobs: JobService
+    videos: VideoService
+    worker: JobWorker
 
     def __init__(
         self, settings: Settings, engine: Any, client: httpx.AsyncClient, registry: ModelRegistry
@@ -212,6 +222,35 @@ class Studio:
             )
             await studio.media.prepare()  # temp files a crash left mid-write are removed
             studio.images = ImageService(registry, studio.router, studio.media, settings.config)
+            vendors = {**settings.cloud, **settings.media_cloud}
+
+            def video_adapter(provider: str) -> VideoAdapter:
+                vendor = vendors[provider]
+                config = EndpointConfig(
+                    base_url=vendor.base_url,
+                    api_key=vendor.api_key,
+                    provider=provider,
+                    timeout=settings.config.images.timeouts.cloud,
+                )
+                return create_video_adapter(CLOUD_VIDEO_MODELS[provider][0], config, client)
+
+            video_models = VideoModels({p: v.enabled for p, v in vendors.items()}, video_adapter)
+            studio.jobs = JobService(JobRepository(sessions))
+            studio.videos = VideoService(video_models, studio.jobs, studio.media)
+            studio.worker = JobWorker(
+                JobRepository(sessions),
+                {
+                    "video": VideoJobHandler(
+                        video_models.resolve,
+                        studio.media,
+                        poll_interval_s=settings.config.videos.poll_interval_s,
+                    )
+                },
+                concurrency=settings.config.videos.concurrency,
+                lease_seconds=settings.config.videos.lease_seconds,
+                on_change=studio.jobs.changed,
+                wake=studio.jobs.wake,
+            )
             await studio.conversations.recover()  # answers a crash cut short become `interrupted`
             await studio.compare.recover()
             await studio.codegen.recover()
@@ -226,6 +265,8 @@ class Studio:
         self.registry.health.start()
         self.metrics.start()
         self._spawn(self._flush_sessions_every(1.0), "mmstudio-sessions")
+        if self.settings.config.videos.worker:
+            self._spawn(self.worker.run_forever(), "mmstudio-jobs")  # jobs a restart left are resumed
 
     async def _flush_sessions_every(self, seconds: float) -> None:
         while True:
@@ -248,6 +289,9 @@ class Studio:
         codegen: CodegenService | None = getattr(self, "codegen", None)
         if codegen is not None:
             await codegen.close()  # generations in flight are stored `interrupted`, text kept
+        worker: JobWorker | None = getattr(self, "worker", None)
+        if worker is not None:
+            await worker.stop()  # running jobs' leases go back: the next start resumes them
         router: Router | None = getattr(self, "router", None)
         if router is not None:
             await router.drain()  # token counts of answers already sent

@@ -25,12 +25,14 @@ from mmstudio.web import (
     compare_api,
     errors,
     images_api,
+    jobs_api,
     keys_api,
     knowledge_api,
     metrics_api,
     models_api,
     openai_api,
     openai_images,
+    openai_videos,
 )
 from mmstudio.web.auth import GatewayAuth
 from mmstudio.web.body_limit import BodySizeLimit
@@ -96,6 +98,8 @@ def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> 
     app.include_router(codegen_api.router)
     app.include_router(images_api.router)
     app.include_router(openai_images.router)
+    app.include_router(jobs_api.router)
+    app.include_router(openai_videos.router)
     pages.install(app)
     app.add_middleware(GatewayAuth)
     image_upload = int(settings.config.images.max_upload_mb * 1_000_000)

@@ -134,6 +134,7 @@ class JobWorker:
     idle_seconds: float = 0.5  # between claims when there was nothing to do
     clock: Callable[[], datetime] | None = None  # what "now" is when claiming (tests move it)
     on_change: Callable[[Job], None] | None = None  # every state or progress change (live events)
+    wake: asyncio.Event | None = None  # set when a job was created or cancelled: look at once
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -157,8 +158,19 @@ class JobWorker:
                     task.add_done_callback(self._tasks.discard)
                     continue
                 slots.release()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.idle_seconds)
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait `idle_seconds`, or less when stopping or woken."""
+        events = [self._stopping] + ([self.wake] if self.wake is not None else [])
+        waiters = [asyncio.create_task(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waiters, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            if self.wake is not None:
+                self.wake.clear()
 
     async def _run_and_free(self, job: Job, slots: asyncio.Semaphore) -> None:
         try:

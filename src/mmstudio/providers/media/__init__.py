@@ -15,6 +15,7 @@ import httpx
 from mmstudio.errors import ConfigError
 from mmstudio.providers.base import EndpointConfig
 from mmstudio.providers.media.base import ImageAdapter, ImageCapabilities
+from mmstudio.providers.media.video_base import VideoAdapter, VideoCapabilities
 
 # protocol -> (module, adapter class name)
 IMAGE_ADAPTERS: dict[str, tuple[str, str]] = {
@@ -41,6 +42,16 @@ ENGINE_CAPABILITIES: dict[str, tuple[str, str]] = {
 }
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+# Video: protocol -> (module, adapter class); cloud provider -> (its protocol, module, capability table).
+VIDEO_ADAPTERS: dict[str, tuple[str, str]] = {
+    "openai_videos": ("openai_videos", "OpenAIVideosAdapter"),
+    "runway": ("runway", "RunwayVideoAdapter"),
+}
+CLOUD_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
+    "runway": ("runway", "runway", "RUNWAY_VIDEO_MODELS"),
+    "openai": ("openai_videos", "openai_videos", "OPENAI_VIDEO_MODELS"),
+}
 
 
 def _load(module: str, name: str) -> object:
@@ -81,6 +92,28 @@ def create_image_adapter(protocol: str, config: EndpointConfig, client: httpx.As
     adapter_class = _load(module, name)
     adapter = adapter_class(config, client)  # type: ignore[operator]
     assert isinstance(adapter, ImageAdapter)
+    return adapter
+
+
+def cloud_video_models(provider: str) -> dict[str, VideoCapabilities]:
+    """The video models of a cloud provider and what each can do ({} for a provider without video)."""
+    where = CLOUD_VIDEO_MODELS.get(provider)
+    if where is None:
+        return {}
+    _protocol, module, name = where
+    table = _load(module, name)
+    assert isinstance(table, dict)
+    return dict(table)
+
+
+def create_video_adapter(protocol: str, config: EndpointConfig, client: httpx.AsyncClient) -> VideoAdapter:
+    try:
+        module, name = VIDEO_ADAPTERS[protocol]
+    except KeyError:
+        known = ", ".join(sorted(VIDEO_ADAPTERS))
+        raise ConfigError(f"unknown video protocol {protocol!r}; known: {known}") from None
+    adapter = _load(module, name)(config, client)  # type: ignore[operator]
+    assert isinstance(adapter, VideoAdapter)
     return adapter
 
 

@@ -1,0 +1,126 @@
+"""JobService: what the API and the CLI do with jobs (create, read, follow, cancel, retry), on the job
+store, with live changes from the worker in this process and the database for the rest.
+
+Following a job (`follow`) first yields its current row, then every change: from this process's worker
+at once, and from other processes' workers through the database (read again every `poll_seconds`), so a
+page or a CLI watching a job sees it move wherever it runs. It ends after the terminal state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from mmstudio.domain.jobs.types import TERMINAL, Job, JobPage
+from mmstudio.errors import InvalidRequest, NotFound
+from mmstudio.storage.jobs_repo import JobRepository
+
+
+class JobService:
+    def __init__(self, store: JobRepository, *, poll_seconds: float = 1.0) -> None:
+        self.store = store
+        self.poll_seconds = poll_seconds
+        self._listeners: dict[str, set[asyncio.Queue[Job]]] = {}
+        self.wake = asyncio.Event()  # set on create/cancel so the in-process worker looks at once
+
+    # -- the worker's side -------------------------------------------------------------------------
+
+    def changed(self, job: Job) -> None:
+        """Called by the worker for every state or progress change."""
+        for queue in self._listeners.get(job.id, ()):
+            queue.put_nowait(job)
+
+    # -- the API's side ----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        kind: str,
+        request: Mapping[str, Any],
+        *,
+        plan: Iterable[str],
+        recipe: Mapping[str, Any] | None = None,
+        depends_on: str | None = None,
+        priority: int = 0,
+        idempotency_key: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Persist the job (before any upstream call); an idempotency key already used returns the job
+        it made, and the flag is False."""
+        if depends_on is not None and await self.store.get(depends_on) is None:
+            raise InvalidRequest(f"after_job: no job {depends_on!r}", field="after_job")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
+        job, created = await self.store.create(
+            kind,
+            request,
+            recipe=recipe,
+            plan=plan,
+            depends_on=depends_on,
+            priority=priority,
+            idempotency_key=idempotency_key,
+        )
+        self.wake.set()
+        return job, created
+
+    async def get(self, job_id: str) -> Job:
+        job = await self.store.get(job_id) if job_id else None
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    async def list(self, *, kind: str | None, state: str | None, limit: int, offset: int) -> JobPage:
+        return await self.store.list(kind=kind, state=state, limit=limit, offset=offset)
+
+    async def cancel(self, job_id: str) -> Job:
+        await self.get(job_id)
+        job = await self.store.request_cancel(job_id)
+        assert job is not None
+        self.changed(job)
+        self.wake.set()
+        return job
+
+    async def retry(self, job_id: str, *, idempotency_key: str | None = None) -> Job:
+        """A new job with the same request and plan (a failed or cancelled job stays as it ended)."""
+        job = await self.get(job_id)
+        if job.state not in ("failed", "cancelled"):
+            raise InvalidRequest(
+                f"job {job_id} is {job.state}; only a failed or cancelled job can be retried", field="id"
+            )
+        again, _ = await self.create(
+            job.kind,
+            job.request,
+            plan=job.plan,
+            recipe=job.recipe,
+            priority=job.priority,
+            idempotency_key=idempotency_key,
+        )
+        return again
+
+    async def follow(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now, then each change, until it ends."""
+        current = await self.get(job_id)
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._listeners.setdefault(job_id, set()).add(queue)
+        try:
+            yield current
+            last = current.updated_at
+            while current.state not in TERMINAL:
+                try:
+                    update = await asyncio.wait_for(queue.get(), self.poll_seconds)
+                except TimeoutError:
+                    fresh = await self.store.get(job_id)  # another process may be running it
+                    if fresh is None:
+                        return
+                    update = fresh
+                if update.updated_at <= last and update.state == current.state:
+                    continue
+                current, last = update, update.updated_at
+                yield current
+        finally:
+            listeners = self._listeners.get(job_id)
+            if listeners is not None:
+                listeners.discard(queue)
+                if not listeners:
+                    with contextlib.suppress(KeyError):
+                        del self._listeners[job_id]

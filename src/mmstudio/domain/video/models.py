@@ -1,0 +1,124 @@
+"""The video models mmstudio can call: each cloud vendor's table of models with their capabilities,
+usable when the vendor's key is set, resolved by id (``provider/model``), by the vendor's bare name, or by
+an alias (the seed's ``runway-gen3-alpha``), and the plan a video job tries in order.
+
+Sora is supported but never chosen for you (OpenAI deprecated the endpoints): it is tried only when named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from mmstudio.domain.video.handler import VideoModel
+from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelRegistered
+from mmstudio.providers.media import CLOUD_VIDEO_MODELS, cloud_video_models
+from mmstudio.providers.media.video_base import VideoAdapter, VideoCapabilities
+
+ALIASES = {
+    "runway-gen3-alpha": "runway/gen3a_turbo",
+    "gen3-alpha": "runway/gen3a_turbo",
+    "grok-imagine-video": "xai/grok-imagine-video",
+    "veo": "gemini/veo-3.1-generate-preview",
+    "sora": "openai/sora-2",
+}
+DISPLAY_NAMES = {
+    "runway/gen3a_turbo": "Runway Gen-3 Alpha Turbo",
+    "runway/gen4_turbo": "Runway Gen-4 Turbo",
+    "xai/grok-imagine-video": "Grok Imagine Video",
+    "gemini/veo-3.1-generate-preview": "Veo 3.1",
+    "gemini/veo-3.1-fast-generate-preview": "Veo 3.1 Fast",
+    "openai/sora-2": "Sora 2",
+    "openai/sora-2-pro": "Sora 2 Pro",
+}
+NEVER_DEFAULT = frozenset({"openai"})
+NO_VIDEO_MODEL = (
+    "Add a video model: set RUNWAYML_API_SECRET, XAI_API_KEY or GEMINI_API_KEY (or OPENAI_API_KEY for Sora)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoEntry:
+    id: str
+    provider: str
+    upstream: str
+    display_name: str
+    capabilities: VideoCapabilities
+    usable: bool
+    reason: str | None  # why it is not usable (the variable to set)
+
+
+class VideoModels:
+    """`keys` maps a provider to whether its key is set; `adapter_for(provider)` builds its adapter."""
+
+    def __init__(self, keys: Mapping[str, bool], adapter_for: Callable[[str], VideoAdapter]) -> None:
+        self._adapter_for = adapter_for
+        self._adapters: dict[str, VideoAdapter] = {}
+        self.entries: dict[str, VideoEntry] = {}
+        for provider in CLOUD_VIDEO_MODELS:
+            for upstream, caps in cloud_video_models(provider).items():
+                model_id = f"{provider}/{upstream}"
+                usable = keys.get(provider, False)
+                self.entries[model_id] = VideoEntry(
+                    id=model_id,
+                    provider=provider,
+                    upstream=upstream,
+                    display_name=DISPLAY_NAMES.get(model_id, upstream),
+                    capabilities=caps,
+                    usable=usable,
+                    reason=None if usable else f"set {caps.key_env or provider.upper() + '_API_KEY'}",
+                )
+
+    def usable_ids(self) -> list[str]:
+        return [e.id for e in self.entries.values() if e.usable]
+
+    def entry(self, ref: str) -> VideoEntry:
+        """By id, alias or the vendor's bare name; anything else is a 400 listing the video models."""
+        key = ALIASES.get(ref.strip().lower(), ref.strip())
+        found = self.entries.get(key)
+        if found is None:
+            bare = [e for e in self.entries.values() if e.upstream == key]
+            found = bare[0] if len(bare) == 1 else None
+        if found is None:
+            listing = ", ".join(self.usable_ids()) or "none right now. " + NO_VIDEO_MODEL
+            raise ModelNotFound(
+                ref, self.usable_ids(), f"Unknown video model {ref!r}. Video models: {listing}"
+            )
+        return found
+
+    def resolve(self, ref: str) -> VideoModel:
+        entry = self.entry(ref)
+        if not entry.usable:
+            raise InvalidRequest(
+                f"{entry.display_name} ({entry.id}) is not usable: {entry.reason}", field="model"
+            )
+        adapter = self._adapters.get(entry.provider)
+        if adapter is None:
+            adapter = self._adapters[entry.provider] = self._adapter_for(entry.provider)
+        return VideoModel(
+            id=entry.id,
+            provider=entry.provider,
+            upstream=entry.upstream,
+            capabilities=entry.capabilities,
+            adapter=adapter,
+            display_name=entry.display_name,
+        )
+
+    def plan(self, ref: str | None, *, fallbacks: bool = True) -> list[str]:
+        """The chosen model, then (with fallbacks) the first usable model of each other keyed vendor
+        in the table's order (never Sora unless named). Without a choice, those alone."""
+        chosen = self.entry(ref) if ref else None
+        if chosen is not None and not chosen.usable:
+            raise InvalidRequest(
+                f"{chosen.display_name} ({chosen.id}) is not usable: {chosen.reason}", field="model"
+            )
+        plan = [chosen.id] if chosen is not None else []
+        if chosen is None or fallbacks:
+            seen = {chosen.provider} if chosen is not None else set()
+            for entry in self.entries.values():
+                if entry.usable and entry.provider not in seen and entry.provider not in NEVER_DEFAULT:
+                    plan.append(entry.id)
+                    seen.add(entry.provider)
+        if not plan:
+            raise NoModelRegistered(NO_VIDEO_MODEL)
+        return plan
