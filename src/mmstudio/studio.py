@@ -248,6 +248,7 @@ class Studio:
                 },
                 concurrency=settings.config.videos.concurrency,
                 lease_seconds=settings.config.videos.lease_seconds,
+                idle_seconds=2.0,  # new and cancelled jobs wake it at once
                 on_change=studio.jobs.changed,
                 wake=studio.jobs.wake,
             )

@@ -221,6 +221,10 @@ class JobRepository:
             )
             .returning(*COLUMNS)
         )
+        async with self._sessions() as session:
+            # A read first: an idle worker asking every few seconds never takes SQLite's write lock.
+            if await session.scalar(select(JobRow.id).where(claimable).limit(1)) is None:
+                return None
         async with self._sessions() as session, session.begin():
             row = (await session.execute(statement)).mappings().first()
         return _job(row) if row is not None else None
@@ -345,6 +349,12 @@ class JobRepository:
         queued forever). Returns their ids."""
         dependency = aliased(JobRow)
         now = utc_now()
+        async with self._sessions() as session:
+            waiting = await session.scalar(
+                select(JobRow.id).where(JobRow.state == "queued", JobRow.depends_on.is_not(None)).limit(1)
+            )
+        if waiting is None:
+            return []
         async with self._sessions() as session, session.begin():
             pairs = (
                 await session.execute(
