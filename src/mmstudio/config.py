@@ -199,11 +199,29 @@ class ImagesConfig(_Strict):
 class VideosConfig(_Strict):
     """Video generation and the job worker that runs it."""
 
-    concurrency: int = Field(default=4, ge=1, le=64, description="video jobs this process runs at once")
+    concurrency: int = Field(default=8, ge=1, le=256, description="jobs this process runs at once, in all")
+    per_provider: dict[str, int] = Field(
+        default_factory=lambda: {"local": 2, "cloud": 4},
+        description="jobs at once per provider: `local` for every local engine, `cloud` for every cloud "
+        "vendor, or a provider's own name (runway, xai, gemini, openai, an endpoint id) to override",
+    )
     poll_interval_s: float | None = Field(
         default=None, gt=0, le=600, description="seconds between polls; empty: what each vendor asks for"
     )
     worker: bool = Field(default=True, description="run jobs in this process (serve); false: API only")
+
+    @field_validator("per_provider")
+    @classmethod
+    def _caps_are_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cap in value.items():
+            if not 1 <= cap <= 256:
+                raise ValueError(f"per_provider.{name} must be between 1 and 256, got {cap}")
+        return {"local": 2, "cloud": 4, **value}
+
+    def provider_cap(self, provider: str, *, local: bool) -> int:
+        """How many jobs of `provider` this process runs at once."""
+        return self.per_provider.get(provider) or self.per_provider["local" if local else "cloud"]
+
     lease_seconds: float = Field(
         default=30.0, ge=0.5, le=3600, description="a worker that dies gives its jobs up after this long"
     )

@@ -244,14 +244,18 @@ class Studio:
                         video_models.resolve,
                         studio.media,
                         poll_interval_s=settings.config.videos.poll_interval_s,
-                    )
+                    ),
                 },
                 concurrency=settings.config.videos.concurrency,
                 lease_seconds=settings.config.videos.lease_seconds,
                 idle_seconds=2.0,  # new and cancelled jobs wake it at once
                 on_change=studio.jobs.changed,
                 wake=studio.jobs.wake,
+                provider_cap=lambda provider: settings.config.videos.provider_cap(
+                    provider, local=provider not in vendors
+                ),
             )
+            studio.jobs.stop_now = studio.worker.cancel_now
             await studio.conversations.recover()  # answers a crash cut short become `interrupted`
             await studio.compare.recover()
             await studio.codegen.recover()

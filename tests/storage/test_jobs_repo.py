@@ -129,7 +129,7 @@ async def test_a_job_waits_for_its_dependency_and_fails_with_it(engine: Any) -> 
     assert sorted(await jobs.fail_orphans()) == sorted([video.id, second.id])
     failed = await jobs.get(video.id)
     assert failed is not None and failed.state == "failed" and failed.error_kind == "dependency_failed"
-    assert failed.error_message == "the job it waits for failed: refused: safety"
+    assert failed.error_message == "the image it waits for failed: refused: safety"
 
     ok, _ = await jobs.create("image", {})
     after, _ = await jobs.create("video", {}, depends_on=ok.id)

@@ -102,6 +102,7 @@ class JobRepository:
         priority: int = 0,
         idempotency_key: str | None = None,
         info: Mapping[str, Any] | None = None,
+        provider: str | None = None,
     ) -> tuple[Job, bool]:
         """A new queued job, or (with an idempotency key already used) the existing one; the flag says
         whether it was created now."""
@@ -118,6 +119,7 @@ class JobRepository:
             depends_on=depends_on,
             priority=priority,
             idempotency_key=idempotency_key,
+            provider=provider,  # the first choice's, until a vendor accepts it
             created_at=now,
             updated_at=now,
             attempt_count=0,
@@ -184,10 +186,12 @@ class JobRepository:
         lease_seconds: float,
         kinds: Iterable[str] | None = None,
         now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
     ) -> Job | None:
         """Take the next job for `owner` with a lease, atomically: a queued job whose dependency (if
         any) is complete, or a job whose worker's lease expired (it is resumed, never resubmitted when
-        it has an upstream handle). Highest priority first, then oldest. None when there is none."""
+        it has an upstream handle). Highest priority first, then oldest. None when there is none.
+        Jobs of `skip_providers` (those the worker runs as many of as it may) are left for later."""
         now = now or utc_now()
         done = aliased(JobRow)
         free = or_(JobRow.lease_owner.is_(None), JobRow.lease_expires_at < now)
@@ -201,6 +205,9 @@ class JobRepository:
         )
         if kinds is not None:
             claimable = and_(claimable, JobRow.kind.in_(list(kinds)))
+        skipped = list(skip_providers)
+        if skipped:
+            claimable = and_(claimable, or_(JobRow.provider.is_(None), JobRow.provider.not_in(skipped)))
         candidate = (
             select(JobRow.id)
             .where(claimable)
@@ -358,12 +365,12 @@ class JobRepository:
         async with self._sessions() as session, session.begin():
             pairs = (
                 await session.execute(
-                    select(JobRow.id, dependency.state, dependency.error_message)
+                    select(JobRow.id, dependency.kind, dependency.state, dependency.error_message)
                     .join(dependency, dependency.id == JobRow.depends_on)
                     .where(JobRow.state == "queued", dependency.state.in_(["failed", "cancelled"]))
                 )
             ).all()
-            for job_id, state, reason in pairs:
+            for job_id, kind, state, reason in pairs:
                 await session.execute(
                     update(JobRow)
                     .where(JobRow.id == job_id, JobRow.state == "queued")
@@ -371,10 +378,10 @@ class JobRepository:
                         state="failed",
                         error_kind="dependency_failed",
                         error_message=DEPENDENCY_FAILED.format(
-                            state=state, reason=reason or "no reason given"
+                            kind=kind, state=state, reason=reason or "no reason given"
                         ),
                         finished_at=now,
                         updated_at=now,
                     )
                 )
-        return [job_id for job_id, _, _ in pairs]
+        return [job_id for job_id, _, _, _ in pairs]

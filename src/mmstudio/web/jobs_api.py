@@ -131,6 +131,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "plan": list(job.plan),
         "request": dict(job.request),
         "attempts": [dict(a) for a in job.attempts],
+        # How the request was fitted to the chosen model: {"adjusted": {field: {asked, sent}}, "dropped"}
+        "notes": dict(job.info.get("notes") or {}),
         "dependsOn": job.depends_on,
         "cancelRequested": job.cancel_requested,
         "errorKind": job.error_kind,

@@ -195,3 +195,54 @@ async def test_a_worker_that_lost_its_lease_stops_and_writes_nothing(
     assert ended is not None and ended.state == "complete" and farm.submissions == 1
     await stalled.stop()
     await running
+
+
+async def test_a_cancel_in_this_process_stops_the_job_at_once(
+    engine: Any, farm: FakeRenderFarm, client: httpx.AsyncClient
+) -> None:
+    """The lease is an hour long, so only `cancel_now` (not a heartbeat) can end the job here."""
+    from mmstudio.domain.jobs.service import JobService
+
+    watch = Watch()
+    w = worker(engine, farm, client, "w1", on_change=watch, lease_seconds=3600)
+    service = JobService(w.store)  # type: ignore[arg-type]
+    service.stop_now = w.cancel_now
+    job, _ = await service.create("video", {"prompt": "a fox"}, plan=["farm/v1"])
+    farm.hold()
+    running = asyncio.create_task(w.run_forever())
+    await watch.until(lambda j: j.upstream_handle is not None)
+    await service.cancel(job.id)
+    ended = await watch.until(lambda j: j.state == "cancelled")
+    assert ended.error_message == "cancelled; the vendor stopped it"
+    assert farm.tasks[ended.upstream_handle or ""].status == "cancelled"
+    assert not w.cancel_now(job.id)  # nothing left running
+    await w.stop()
+    await running
+
+
+async def test_a_provider_at_its_cap_waits_while_others_run(
+    engine: Any, farm: FakeRenderFarm, client: httpx.AsyncClient
+) -> None:
+    """Cap 1 for the farm: its second job waits (claimed after the first ends) while a job of another
+    provider is claimed at once; jobs with no provider yet are never held back."""
+    watch = Watch()
+    w = worker(engine, farm, client, "w1", on_change=watch, provider_cap=lambda p: 1, concurrency=8)
+    store: JobRepository = w.store  # type: ignore[assignment]
+    first, _ = await store.create("video", {"prompt": "one"}, provider="farm")
+    second, _ = await store.create("video", {"prompt": "two"}, provider="farm")
+    farm.hold()
+    claimed_first = await w.claim()
+    assert claimed_first is not None and claimed_first.id == first.id
+    running = asyncio.create_task(w._run_and_free(claimed_first, asyncio.Semaphore(8)))
+    await watch.until(lambda j: j.id == first.id and j.upstream_handle is not None)
+    assert w.full_providers() == ["farm"]
+    other, _ = await store.create("video", {"prompt": "three"}, provider="elsewhere")
+    unknown, _ = await store.create("video", {"prompt": "four"})
+    taken = [await w.claim(), await w.claim(), await w.claim()]
+    assert [j.id if j else None for j in taken] == [other.id, unknown.id, None]  # `second` waits
+    farm.release()
+    await running
+    assert w.full_providers() == []
+    after = await w.claim()
+    assert after is not None and after.id == second.id
+    await w.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from mmstudio.domain.jobs.types import TERMINAL, Job, JobPage
@@ -24,6 +24,7 @@ class JobService:
         self.poll_seconds = poll_seconds
         self._listeners: dict[str, set[asyncio.Queue[Job]]] = {}
         self.wake = asyncio.Event()  # set on create/cancel so the in-process worker looks at once
+        self.stop_now: Callable[[str], bool] | None = None  # the in-process worker's cancel_now
 
     # -- the worker's side -------------------------------------------------------------------------
 
@@ -44,6 +45,8 @@ class JobService:
         depends_on: str | None = None,
         priority: int = 0,
         idempotency_key: str | None = None,
+        info: Mapping[str, Any] | None = None,
+        provider: str | None = None,
     ) -> tuple[Job, bool]:
         """Persist the job (before any upstream call); an idempotency key already used returns the job
         it made, and the flag is False."""
@@ -59,6 +62,8 @@ class JobService:
             depends_on=depends_on,
             priority=priority,
             idempotency_key=idempotency_key,
+            info=info,
+            provider=provider,
         )
         self.wake.set()
         return job, created
@@ -77,6 +82,8 @@ class JobService:
         job = await self.store.request_cancel(job_id)
         assert job is not None
         self.changed(job)
+        if self.stop_now is not None:
+            self.stop_now(job_id)  # running here: stopped now, not at the next heartbeat
         self.wake.set()
         return job
 
@@ -94,6 +101,8 @@ class JobService:
             recipe=job.recipe,
             priority=job.priority,
             idempotency_key=idempotency_key,
+            info={"notes": job.info.get("notes", {}), "retry_of": job.id},
+            provider=job.provider,
         )
         return again
 

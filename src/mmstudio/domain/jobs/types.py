@@ -38,7 +38,7 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     "cancelled": frozenset(),
 }
 
-DEPENDENCY_FAILED = "the job it waits for {state}: {reason}"
+DEPENDENCY_FAILED = "the {kind} it waits for {state}: {reason}"
 
 
 def can_move(source: JobState, target: JobState) -> bool:

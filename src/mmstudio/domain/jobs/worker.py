@@ -12,8 +12,11 @@ Rules the worker enforces for every handler:
 - **One worker per job.** A lease is extended every third of its length. A worker that fails to extend it
   (another worker took the job over after a stall) stops the handler at once, and every write it would
   still try is refused by the store.
-- **Cancel** is a flag on the row (set by the API); the worker notices it at the next heartbeat, stops
-  the handler and asks it to cancel upstream where the vendor allows it.
+- **Cancel** is a flag on the row (set by the API); a job running in the same process is stopped at
+  once (`cancel_now`), one running elsewhere at its worker's next heartbeat; the handler is stopped and
+  asked to cancel upstream where the vendor allows it.
+- **Caps per provider**: with `provider_cap`, a provider this worker already runs as many jobs of as
+  it may is skipped when claiming, so one slow vendor cannot take every slot.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +52,7 @@ class JobStore(Protocol):
         lease_seconds: float,
         kinds: Iterable[str] | None = None,
         now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
     ) -> Job | None: ...
     async def heartbeat(self, job_id: str, owner: str, *, lease_seconds: float) -> bool: ...
     async def release(self, owner: str) -> int: ...
@@ -84,6 +89,11 @@ class JobContext:
                 self.job.id, self.owner, handle, provider=provider, model=model, attempts=attempts
             )
         )
+
+    async def running(self) -> None:
+        """The work started without an upstream handle to keep (a synchronous call, e.g. an image)."""
+        if self.job.state != "running":
+            self._update(await self.store.move(self.job.id, self.owner, "running"))
 
     async def progress(self, percent: float, *, estimated: bool = False) -> None:
         if not await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated):
@@ -135,8 +145,12 @@ class JobWorker:
     clock: Callable[[], datetime] | None = None  # what "now" is when claiming (tests move it)
     on_change: Callable[[Job], None] | None = None  # every state or progress change (live events)
     wake: asyncio.Event | None = None  # set when a job was created or cancelled: look at once
+    provider_cap: Callable[[str], int] | None = None  # jobs at once per provider (None: no cap)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _providers: dict[str, str | None] = field(default_factory=dict)  # running job -> its provider
+    _work: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running job -> its handler task
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _cancels: set[str] = field(default_factory=set)  # jobs cancel_now() stopped
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -173,17 +187,40 @@ class JobWorker:
                 self.wake.clear()
 
     async def _run_and_free(self, job: Job, slots: asyncio.Semaphore) -> None:
+        self._providers[job.id] = job.provider
         try:
             await self.run(job)
         finally:
+            self._providers.pop(job.id, None)
             slots.release()
 
     async def claim(self) -> Job | None:
         await self.store.fail_orphans()
         now = self.clock() if self.clock is not None else None
         return await self.store.claim(
-            self.owner, lease_seconds=self.lease_seconds, kinds=list(self.handlers), now=now
+            self.owner,
+            lease_seconds=self.lease_seconds,
+            kinds=list(self.handlers),
+            now=now,
+            skip_providers=self.full_providers(),
         )
+
+    def full_providers(self) -> list[str]:
+        """The providers this worker runs as many jobs of as it may: their jobs wait."""
+        if self.provider_cap is None:
+            return []
+        running = Counter(p for p in self._providers.values() if p is not None)
+        return sorted(p for p, n in running.items() if n >= self.provider_cap(p))
+
+    def cancel_now(self, job_id: str) -> bool:
+        """Stop a job this worker is running at once (a cancel asked in this process); the lease
+        watcher ends it as cancelled. False when it does not run here (the heartbeat notices)."""
+        work = self._work.get(job_id)
+        if work is None or work.done():
+            return False
+        self._cancels.add(job_id)
+        work.cancel()
+        return True
 
     async def run_once(self) -> Job | None:
         """Claim one job and run it to its end; the job as it ended, or None when there was none."""
@@ -222,12 +259,15 @@ class JobWorker:
             self._notify(job)
         context = JobContext(job, self.owner, self.store, self._notify)
         work = asyncio.create_task(handler.run(context), name=f"mmstudio-job-work-{job.id}")
+        self._work[job.id] = work
         watch = asyncio.create_task(self._keep_lease(job.id, work), name=f"mmstudio-job-lease-{job.id}")
         reason: str | None = None
         try:
             outputs = await work
         except asyncio.CancelledError:
-            if watch.done() and not watch.cancelled():
+            if job.id in self._cancels:
+                reason = "cancel"
+            elif watch.done() and not watch.cancelled():
                 reason = watch.result()
             if reason is None:  # the worker itself is stopping: the job stays for the next one
                 raise
@@ -245,6 +285,8 @@ class JobWorker:
             await self._end(job.id, "complete", output_ids=list(outputs), error_kind=None, error_message=None)
             return
         finally:
+            self._work.pop(job.id, None)
+            self._cancels.discard(job.id)
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
@@ -286,5 +328,7 @@ class JobWorker:
             self._notify(ended)
 
     def _notify(self, job: Job) -> None:
+        if job.id in self._providers:  # a fallback vendor accepted it: it counts as that vendor's now
+            self._providers[job.id] = job.provider
         if self.on_change is not None:
             self.on_change(job)

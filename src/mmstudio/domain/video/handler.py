@@ -27,6 +27,7 @@ from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.jobs.worker import JobContext
 from mmstudio.domain.media.store import MediaStore
 from mmstudio.domain.media.types import Recipe
+from mmstudio.domain.video.fit import Fitted, fit
 from mmstudio.errors import (
     AllModelsFailed,
     ContentFiltered,
@@ -83,7 +84,7 @@ class VideoJobHandler:
         job = context.job
         attempts: list[dict[str, Any]] = [dict(a) for a in job.attempts]
         if job.upstream_handle is None:
-            model, handle = await self._submit(job, attempts)
+            model, handle = await self._submit(job, attempts, await self._chained_start(context))
             await context.submitted(handle, provider=model.provider, model=model.id, attempts=attempts)
         else:
             assert job.model is not None
@@ -101,11 +102,30 @@ class VideoJobHandler:
 
     # -- submitting: fall back only before a vendor accepted it ------------------------------------
 
-    async def _submit(self, job: Job, attempts: list[dict[str, Any]]) -> tuple[VideoModel, str]:
+    async def _chained_start(self, context: JobContext) -> str | None:
+        """A job made with `after_job` and no start image of its own starts from the first image the
+        job it waited for made (the still, then its video)."""
+        job = context.job
+        if job.depends_on is None or job.request.get("start_image"):
+            return None
+        before = await context.store.get(job.depends_on)
+        for asset_id in before.output_ids if before is not None else ():
+            asset = await self.store.get(asset_id)
+            if asset is not None and asset.mime.startswith("image/"):
+                return asset.id
+        return None
+
+    async def _submit(
+        self, job: Job, attempts: list[dict[str, Any]], chained_start: str | None = None
+    ) -> tuple[VideoModel, str]:
         last: ProviderError | None = None
+        spec = dict(job.request)
+        if chained_start is not None:
+            spec["start_image"] = chained_start
         for model_id in job.plan:
             model = self.models(model_id)
-            request = await self._request(job, model)
+            fitted = fit(spec, model.capabilities)
+            request = await self._request(spec, model, fitted)
             for attempt in range(self.retries + 1):
                 started = self._clock()
                 try:
@@ -117,7 +137,11 @@ class VideoJobHandler:
                         await self._sleep(self._delay(attempt, exc))
                         continue
                     break  # the next model: nothing was accepted, so nothing was paid
-                attempts.append(_attempt(model.id, "submitted", self._clock() - started))
+                entry = _attempt(model.id, "submitted", self._clock() - started)
+                entry.update(fitted.notes())
+                if chained_start is not None:
+                    entry["startImage"] = chained_start
+                attempts.append(entry)
                 return model, handle
         if last is None:
             raise InvalidRequest("the job has no video model to try", field="model")
@@ -125,15 +149,14 @@ class VideoJobHandler:
             f"No video model accepted the job: {last.message}", last=last, attempts=attempts
         )
 
-    async def _request(self, job: Job, model: VideoModel) -> VideoRequest:
-        spec: Mapping[str, Any] = job.request
+    async def _request(self, spec: Mapping[str, Any], model: VideoModel, fitted: Fitted) -> VideoRequest:
         caps = model.capabilities
         return VideoRequest(
             model=model.upstream,
             prompt=str(spec.get("prompt", "")),
-            duration_s=spec.get("duration_s") if spec.get("duration_s") in caps.durations else None,
-            aspect_ratio=spec.get("aspect_ratio") if spec.get("aspect_ratio") in caps.aspect_ratios else None,
-            resolution=spec.get("resolution") if spec.get("resolution") in caps.resolutions else None,
+            duration_s=fitted.duration_s,
+            aspect_ratio=fitted.aspect_ratio,
+            resolution=fitted.resolution,
             seed=spec.get("seed") if caps.seed else None,
             negative_prompt=spec.get("negative_prompt"),
             start_image=await self._image(spec.get("start_image")) if caps.image_to_video else None,
@@ -196,18 +219,21 @@ class VideoJobHandler:
         self, job: Job, model: VideoModel, handle: str, status: VideoStatus, attempts: list[dict[str, Any]]
     ) -> str:
         spec = job.request
+        submitted: dict[str, Any] = next(
+            (a for a in reversed(attempts) if a.get("outcome") == "submitted"), {}
+        )
+        sent = {k: v["sent"] for k, v in submitted.get("adjusted", {}).items()}  # what the vendor got
+        start = spec.get("start_image") or submitted.get("startImage")
         recipe = Recipe(
             model_used=model.id,
             provider=model.provider,
             prompt=str(spec.get("prompt", "")),
             model_requested=spec.get("model"),
             negative_prompt=spec.get("negative_prompt"),
-            size=spec.get("resolution"),
-            aspect_ratio=spec.get("aspect_ratio"),
+            size=sent.get("resolution", spec.get("resolution")),
+            aspect_ratio=sent.get("aspect_ratio", spec.get("aspect_ratio")),
             seed=spec.get("seed"),
-            references=tuple(
-                r for r in (spec.get("start_image"), spec.get("end_image")) if isinstance(r, str)
-            ),
+            references=tuple(r for r in (start, spec.get("end_image")) if isinstance(r, str)),
             extra={"display_name": model.display_name or model.id, "job_id": job.id, "handle": handle},
         )
         cost = None
@@ -220,7 +246,7 @@ class VideoJobHandler:
                     recipe=recipe,
                     attempts=tuple(attempts),
                     cost_usd=cost,
-                    parent_id=spec.get("start_image") if isinstance(spec.get("start_image"), str) else None,
+                    parent_id=start if isinstance(start, str) else None,
                 )
             except ResultExpired:
                 raise

@@ -9,6 +9,7 @@ from typing import Any
 from mmstudio.domain.jobs.service import JobService
 from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.media.store import MediaStore
+from mmstudio.domain.video.fit import fit, size_of
 from mmstudio.domain.video.models import VideoModels
 from mmstudio.errors import InvalidRequest
 
@@ -51,6 +52,8 @@ class VideoService:
             ("aspect_ratio", order.aspect_ratio, chosen.aspect_ratios),
             ("resolution", order.resolution, chosen.resolutions),
         ):
+            if name == "resolution" and _other_naming(value, chosen.resolutions):
+                continue  # OpenAI's 1280x720 for a model that says 720p (or back): fitted when sent
             if value is not None and value not in allowed:
                 listing = ", ".join(str(a) for a in allowed) or "none (this model does not take it)"
                 raise InvalidRequest(
@@ -76,10 +79,26 @@ class VideoService:
             "start_image": order.start_image,
             "end_image": order.end_image,
         }
+        request = {k: v for k, v in request.items() if v is not None}
+        if order.resolution is not None and fit(request, chosen).resolution is None:
+            listing = ", ".join(chosen.resolutions) or "none (this model does not take it)"
+            raise InvalidRequest(
+                f"resolution {order.resolution!r} is not one this model can do; allowed: {listing}",
+                field="resolution",
+            )
         return await self.jobs.create(
             "video",
-            {k: v for k, v in request.items() if v is not None},
+            request,
             plan=plan,
             depends_on=order.after_job,
             idempotency_key=order.idempotency_key,
+            info={"notes": fit(request, chosen).notes()},
+            provider=self.models.entry(plan[0]).provider,
         )
+
+
+def _other_naming(value: object, allowed: tuple[str, ...]) -> bool:
+    """A ``WxH`` size against ``720p`` names, or the other way round."""
+    if not isinstance(value, str) or not allowed:
+        return False
+    return (size_of(value) is not None) != (size_of(allowed[0]) is not None)

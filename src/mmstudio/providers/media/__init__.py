@@ -47,9 +47,13 @@ KEY_ENVS = {"openai": "OPENAI_API_KEY", "xai": "XAI_API_KEY", "gemini": "GEMINI_
 VIDEO_ADAPTERS: dict[str, tuple[str, str]] = {
     "openai_videos": ("openai_videos", "OpenAIVideosAdapter"),
     "runway": ("runway", "RunwayVideoAdapter"),
+    "xai_video": ("xai_video", "XAIVideoAdapter"),
+    "gemini_video": ("gemini_video", "VeoVideoAdapter"),
 }
 CLOUD_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
     "runway": ("runway", "runway", "RUNWAY_VIDEO_MODELS"),
+    "xai": ("xai_video", "xai_video", "XAI_VIDEO_MODELS"),
+    "gemini": ("gemini_video", "gemini_video", "VEO_VIDEO_MODELS"),
     "openai": ("openai_videos", "openai_videos", "OPENAI_VIDEO_MODELS"),
 }
 
