@@ -24,6 +24,7 @@ from mmstudio.domain.codegen.service import CodegenService
 from mmstudio.domain.jobs.service import JobService
 from mmstudio.domain.jobs.worker import JobWorker
 from mmstudio.domain.keys import GatewayKeys
+from mmstudio.domain.media.image_jobs import ImageJobHandler, ImageJobs
 from mmstudio.domain.media.images import ImageService
 from mmstudio.domain.media.store import MediaStore
 from mmstudio.domain.metrics import MetricsRecorder
@@ -115,6 +116,7 @@ class Studio:
     codegen: CodegenService
     media: MediaStore
     images: ImageService
+    image_jobs: ImageJobs
     jobs: JobService
     videos: VideoService
     worker: JobWorker
@@ -237,9 +239,11 @@ class Studio:
             video_models = VideoModels({p: v.enabled for p, v in vendors.items()}, video_adapter)
             studio.jobs = JobService(JobRepository(sessions))
             studio.videos = VideoService(video_models, studio.jobs, studio.media)
+            studio.image_jobs = ImageJobs(studio.images, studio.jobs)
             studio.worker = JobWorker(
                 JobRepository(sessions),
                 {
+                    "image": ImageJobHandler(studio.images),
                     "video": VideoJobHandler(
                         video_models.resolve,
                         studio.media,

@@ -206,3 +206,30 @@ async def test_runway_image_to_video_is_the_default_and_keeps_its_start_frame(li
             "/api/videos", json={"prompt": "again", "model": "runway-gen3-alpha", "start_image": start}
         )
         assert alias.status_code == 202 and alias.json()["plan"][0] == "runway/gen3a_turbo"
+
+
+async def test_video_models_are_listed_with_capabilities_and_in_v1_models_when_usable(live: OpenLive) -> None:
+    from tests.fakes.runway_server import FakeRunwayServer
+
+    runway_key = "key_runway_models_0123456789"
+    with FakeRunwayServer(api_key=runway_key) as runway:
+        env = {**env_for(None), "RUNWAYML_API_SECRET": runway_key, "RUNWAY_BASE_URL": f"{runway.url}/v1"}
+        running = await live(env, config=FAST)
+        listed = (await running.client.get("/api/videos/models")).json()["models"]
+        by_id = {m["id"]: m for m in listed}
+        gen3 = by_id["runway/gen3a_turbo"]
+        assert gen3["usable"] and gen3["name"] == "Runway Gen-3 Alpha Turbo"
+        assert gen3["capabilities"]["imageToVideo"] and 5 in gen3["capabilities"]["durations"]
+        grok = by_id["xai/grok-imagine-video"]
+        assert not grok["usable"] and "XAI_API_KEY" in grok["reason"] and not grok["default"]
+        (default,) = [m["id"] for m in listed if m["default"]]
+        made = await running.client.post("/api/videos", json={"prompt": "a fox"})
+        assert made.json()["plan"][0] == default and default.startswith("runway/")
+        v1 = (await running.client.get("/v1/models")).json()["data"]
+        videos = {m["id"]: m for m in v1 if m["modality"] == "video"}
+        assert set(videos) == {"runway/gen3a_turbo", "runway/gen4_turbo"}
+        assert videos["runway/gen3a_turbo"]["owned_by"] == "runway"
+        one = await running.client.get("/v1/models/runway/gen4_turbo")
+        assert one.status_code == 200 and one.json()["modality"] == "video"
+        missing = await running.client.get("/v1/models/runway/gen9_nope")
+        assert missing.status_code == 404

@@ -177,6 +177,22 @@ class JobRepository:
             items = [_job(r) for r in rows]
         return JobPage(items, int(total), limit, offset)
 
+    async def changed_since(self, when: datetime | None, *, limit: int = 200) -> builtins.list[Job]:
+        """Jobs changed after `when` (every job when None), oldest change first: what a page following
+        all jobs has not seen yet."""
+        query = select(*COLUMNS).order_by(JobRow.updated_at, JobRow.id).limit(limit)
+        if when is not None:
+            query = query.where(JobRow.updated_at > when)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).mappings()
+            return [_job(r) for r in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none are left out)."""
+        async with self._sessions() as session:
+            rows = await session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            return {str(state): int(n) for state, n in rows}
+
     # -- claiming --------------------------------------------------------------------------------
 
     async def claim(

@@ -371,7 +371,10 @@ class JobRow(Base):
     upstream handle is set in the same UPDATE that records the submission."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_state_priority_created_at", "state", "priority", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_state_priority_created_at", "state", "priority", "created_at"),
+        Index("ix_jobs_updated_at", "updated_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)

@@ -36,7 +36,9 @@ router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-class ImageIn(BaseModel):
+class ImageFields(BaseModel):
+    """What to draw and with what: `POST /api/images` and `POST /api/images/jobs` share these."""
+
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(description="what to draw")
@@ -60,7 +62,6 @@ class ImageIn(BaseModel):
     workflow: str | None = Field(default=None, description="ComfyUI workflow name")
     parent_id: str | None = Field(default=None, description="the image this one edits or varies")
     fallbacks: bool = Field(default=True, description="false: only the named model")
-    stream: bool = Field(default=False, description="true: server-sent progress events")
 
     def order(self) -> ImageOrder:
         return ImageOrder(
@@ -80,6 +81,10 @@ class ImageIn(BaseModel):
             parent_id=self.parent_id,
             fallbacks=self.fallbacks,
         )
+
+
+class ImageIn(ImageFields):
+    stream: bool = Field(default=False, description="true: server-sent progress events")
 
 
 # -- generating ----------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.jobs.types import STATES, TERMINAL, Job
+from mmstudio.domain.video.models import VideoEntry
 from mmstudio.domain.video.service import VideoOrder
-from mmstudio.errors import InvalidRequest
+from mmstudio.errors import InvalidRequest, StudioError
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
+from mmstudio.web.images_api import ImageFields
 from mmstudio.web.sse import sse_event, sse_response
 
 router = APIRouter(tags=["jobs"])
@@ -52,6 +54,64 @@ async def create_video(request: Request, studio: StudioDep) -> JSONResponse:
     return JSONResponse(job_json(job), status_code=202 if created else 200)
 
 
+@router.get("/api/videos/models")
+async def video_models(studio: StudioDep) -> JSONResponse:
+    """Every video model with what it can do and whether it is usable now (one whose key is missing
+    says which variable to set). `default` marks the model a video without one goes to."""
+    models = studio.videos.models
+    usable = [e for e in models.entries.values() if e.usable]
+    try:
+        default: str | None = models.plan(None)[0] if usable else None
+    except StudioError:
+        default = None
+    return JSONResponse(
+        {"models": [video_model_json(e, default=e.id == default) for e in models.entries.values()]}
+    )
+
+
+def video_model_json(entry: VideoEntry, *, default: bool = False) -> dict[str, Any]:
+    caps = entry.capabilities
+    return {
+        "id": entry.id,
+        "name": entry.display_name,
+        "provider": entry.provider,
+        "kind": "cloud",
+        "usable": entry.usable,
+        "reason": entry.reason,
+        "default": default,
+        "capabilities": {
+            "durations": list(caps.durations),
+            "aspectRatios": list(caps.aspect_ratios),
+            "resolutions": list(caps.resolutions),
+            "imageToVideo": caps.image_to_video,
+            "endFrame": caps.end_frame,
+            "cameraMotion": caps.camera_motion,
+            "seed": caps.seed,
+            "loop": caps.loop,
+            "pricePerSecondUsd": caps.price_per_second_usd,
+            "typicalSeconds": caps.typical_seconds,
+        },
+    }
+
+
+class ImageJobIn(ImageFields):
+    after_job: str | None = Field(default=None, description="start only when this job is complete")
+
+
+@router.post("/api/images/jobs", status_code=202, response_model=None, openapi_extra=body_schema(ImageJobIn))
+async def create_image_job(request: Request, studio: StudioDep) -> JSONResponse:
+    """Make images as a durable job (answered 202 with it; follow it at `/api/jobs/{id}/events`). The
+    order is checked first, like `POST /api/images`. A video made with `after_job` set to this job
+    starts from its first image. The same `Idempotency-Key` again answers the job it made (200)."""
+    body = await parse_body(request, ImageJobIn)
+    job, created = await studio.image_jobs.create(
+        body.order(),
+        after_job=body.after_job,
+        idempotency_key=request.headers.get("idempotency-key") or None,
+    )
+    return JSONResponse(job_json(job), status_code=202 if created else 200)
+
+
 @router.get(
     "/api/jobs",
     openapi_extra={
@@ -83,6 +143,27 @@ async def list_jobs(request: Request, studio: StudioDep) -> JSONResponse:
     return JSONResponse(
         {"items": [job_json(j) for j in page.items], "total": page.total, "limit": limit, "offset": offset}
     )
+
+
+@router.get("/api/jobs/summary")
+async def jobs_summary(studio: StudioDep) -> JSONResponse:
+    """How many jobs are in each state, and how many are active (queued or running): the header's
+    badge."""
+    counts = await studio.jobs.counts()
+    active = sum(n for state, n in counts.items() if state not in TERMINAL)
+    return JSONResponse({"active": active, "states": {state: counts.get(state, 0) for state in STATES}})
+
+
+@router.get("/api/jobs/events", response_model=None)
+async def all_job_events(studio: StudioDep) -> Response:
+    """Server-sent events: a `job` event with the job at every change of any job, from this process
+    and every other one (the Jobs page keeps its list live with one connection)."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for job in studio.jobs.follow_all():
+            yield sse_event("job", job_json(job))
+
+    return sse_response(frames())
 
 
 @router.get("/api/jobs/{job_id}")

@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException
 
 from mmstudio.domain.router import RoutedStream
 from mmstudio.domain.types import ModelView
+from mmstudio.domain.video.models import VideoEntry
+from mmstudio.errors import ModelNotFound, NotFound
 from mmstudio.web.deps import StudioDep, get_studio
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import DONE, ChatCompletionIn, ChunkWriter, completion_body, to_chat_request
@@ -42,13 +44,31 @@ async def list_models(studio: StudioDep) -> dict[str, Any]:
     """The models that can answer now (local engines up, cloud keys set)."""
     views = [v for v in studio.registry.views() if v.available]
     views.sort(key=lambda v: (v.entry.kind != "local", v.entry.id))
-    return {"object": "list", "data": [_model_object(v) for v in views]}
+    videos = [_video_object(e) for e in studio.videos.models.entries.values() if e.usable]
+    return {"object": "list", "data": [_model_object(v) for v in views] + videos}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, studio: StudioDep) -> dict[str, Any]:
-    resolved = studio.registry.resolve(model_id)
+    video = studio.videos.models.entries.get(model_id)
+    if video is not None and video.usable:
+        return _video_object(video)
+    try:
+        resolved = studio.registry.resolve(model_id)
+    except ModelNotFound as exc:  # OpenAI answers 404 for a model it does not have
+        raise NotFound(exc.message) from None
     return _model_object(studio.registry.view(resolved.entry))
+
+
+def _video_object(entry: VideoEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "object": "model",
+        "created": 0,
+        "owned_by": entry.provider,
+        "name": entry.display_name,
+        "modality": "video",
+    }
 
 
 async def chat_completions(

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from mmstudio.domain.jobs.types import TERMINAL, Job, JobPage
 from mmstudio.errors import InvalidRequest, NotFound
 from mmstudio.storage.jobs_repo import JobRepository
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 class JobService:
@@ -23,6 +26,7 @@ class JobService:
         self.store = store
         self.poll_seconds = poll_seconds
         self._listeners: dict[str, set[asyncio.Queue[Job]]] = {}
+        self._everyone: set[asyncio.Queue[Job]] = set()  # followers of every job (the Jobs page)
         self.wake = asyncio.Event()  # set on create/cancel so the in-process worker looks at once
         self.stop_now: Callable[[str], bool] | None = None  # the in-process worker's cancel_now
 
@@ -31,6 +35,8 @@ class JobService:
     def changed(self, job: Job) -> None:
         """Called by the worker for every state or progress change."""
         for queue in self._listeners.get(job.id, ()):
+            queue.put_nowait(job)
+        for queue in self._everyone:
             queue.put_nowait(job)
 
     # -- the API's side ----------------------------------------------------------------------------
@@ -65,8 +71,14 @@ class JobService:
             info=info,
             provider=provider,
         )
+        if created:
+            self.changed(job)  # the Jobs page shows it at once
         self.wake.set()
         return job, created
+
+    async def made_with(self, idempotency_key: str | None) -> Job | None:
+        """The job an `Idempotency-Key` already made (asked again: answered without checking again)."""
+        return await self.store.by_idempotency_key(idempotency_key) if idempotency_key else None
 
     async def get(self, job_id: str) -> Job:
         job = await self.store.get(job_id) if job_id else None
@@ -105,6 +117,36 @@ class JobService:
             provider=job.provider,
         )
         return again
+
+    async def counts(self) -> dict[str, int]:
+        return await self.store.counts()
+
+    async def follow_all(self) -> AsyncIterator[Job]:
+        """Every change of every job from now on (each change once): this process's worker's at
+        once, other processes' through the database, read every `poll_seconds`."""
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._everyone.add(queue)
+        seen: dict[str, datetime] = {}
+        since = datetime.now(UTC)  # the database's cursor (this process's changes come by the queue)
+        loop = asyncio.get_running_loop()
+        next_read = loop.time() + self.poll_seconds
+        try:
+            while True:
+                updates: list[Job] = []
+                with contextlib.suppress(TimeoutError):
+                    updates.append(await asyncio.wait_for(queue.get(), max(0.0, next_read - loop.time())))
+                if loop.time() >= next_read:
+                    read = await self.store.changed_since(since)
+                    since = max([since, *(j.updated_at for j in read)])
+                    updates.extend(read)
+                    next_read = loop.time() + self.poll_seconds
+                for job in updates:
+                    if job.updated_at <= seen.get(job.id, _NEVER):
+                        continue
+                    seen[job.id] = job.updated_at
+                    yield job
+        finally:
+            self._everyone.discard(queue)
 
     async def follow(self, job_id: str) -> AsyncIterator[Job]:
         """The job now, then each change, until it ends."""

@@ -90,10 +90,11 @@ class JobContext:
             )
         )
 
-    async def running(self) -> None:
-        """The work started without an upstream handle to keep (a synchronous call, e.g. an image)."""
-        if self.job.state != "running":
-            self._update(await self.store.move(self.job.id, self.owner, "running"))
+    async def running(self, **fields: Any) -> None:
+        """The work started without an upstream handle to keep (a synchronous call, e.g. an image);
+        `fields` (the model that answered, the attempts) are stored in the same write."""
+        if self.job.state != "running" or fields:
+            self._update(await self.store.move(self.job.id, self.owner, "running", **fields))
 
     async def progress(self, percent: float, *, estimated: bool = False) -> None:
         if not await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated):

@@ -105,28 +105,33 @@ class ImageOutcome:
 
 
 class _Bridge:
-    """Adapts the router's synchronous observer calls to the async `ImageObserver`."""
+    """Adapts the router's synchronous observer calls to the async `ImageObserver`.
+
+    It keeps the calls to make, not coroutines: a generation that ends early (cancelled, or an observer
+    that raised) drops what it did not deliver without leaving never-awaited coroutines behind."""
 
     def __init__(self, observer: ImageObserver | None) -> None:
         self.observer = observer
-        self.pending: list[Awaitable[None]] = []
+        self.pending: list[Callable[[], Awaitable[None]]] = []
 
     def planned(self, plan: Plan) -> None:
         if self.observer is not None:
-            self.pending.append(self.observer.planned(plan))
+            observer = self.observer
+            self.pending.append(lambda: observer.planned(plan))
 
     def trying(self, candidate: Candidate, number: int) -> None:
         if self.observer is not None:
-            self.pending.append(self.observer.trying(candidate, number))
+            observer = self.observer
+            self.pending.append(lambda: observer.trying(candidate, number))
 
     def failed(self, candidate: Candidate, attempt: Attempt) -> None:
         if self.observer is not None:
-            self.pending.append(self.observer.failed(candidate, attempt))
+            observer = self.observer
+            self.pending.append(lambda: observer.failed(candidate, attempt))
 
     async def flush(self) -> None:
-        pending, self.pending = self.pending, []
-        for waiting in pending:
-            await waiting
+        while self.pending:
+            await self.pending.pop(0)()
 
 
 class ImageService:
@@ -180,10 +185,7 @@ class ImageService:
         observer: ImageObserver | None = None,
         options: RouteOptions = RouteOptions(route="images"),
     ) -> ImageOutcome:
-        self._validate(order)
-        selected = self.resolve_image_model(order.model) if order.model and order.model.strip() else None
-        if selected is not None:
-            self._check_limits(order, _caps(selected))
+        selected = self._checked(order)
         references = tuple([await self._input(ref, "references") for ref in order.references])
         mask = await self._input(order.mask, "mask") if order.mask else None
         bridge = _Bridge(observer)
@@ -235,6 +237,31 @@ class ImageService:
             raise
         self.router.finish(info, options)
         return outcome
+
+    async def check(self, order: ImageOrder) -> Plan:
+        """Everything `generate` would refuse before calling a model, without calling one (a job is
+        stored only when its order can run): the fields, the chosen model and its limits, the input
+        images, and a plan with at least one model."""
+        selected = self._checked(order)
+        for field_name, ids in (
+            ("references", order.references),
+            ("mask", (order.mask,) if order.mask else ()),
+        ):
+            for asset_id in ids:
+                asset = await self.store.get(asset_id)
+                if asset is None or not asset.mime.startswith("image/"):
+                    raise InvalidRequest(
+                        f"{field_name}: no image {asset_id!r} (upload it with POST /api/media)",
+                        field=field_name,
+                    )
+        return self._plan(order, selected)
+
+    def _checked(self, order: ImageOrder) -> Resolved | None:
+        self._validate(order)
+        selected = self.resolve_image_model(order.model) if order.model and order.model.strip() else None
+        if selected is not None:
+            self._check_limits(order, _caps(selected))
+        return selected
 
     def _validate(self, order: ImageOrder) -> None:
         if not order.prompt or not order.prompt.strip():
