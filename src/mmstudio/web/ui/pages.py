@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from mmstudio.domain.codegen.catalog import FRAMEWORKS, TARGET_TYPES
 from mmstudio.domain.codegen.service import MAX_DESCRIPTION, MAX_NAME
+from mmstudio.domain.jobs.types import STATES
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import chat_views
 from mmstudio.web.ui.markdown import pygments_css
@@ -18,6 +19,7 @@ from mmstudio.web.ui.templating import STATIC, render
 
 router = APIRouter(include_in_schema=False)
 
+JOBS_PAGE = 50  # jobs per page on /jobs (the list grows with "Show more")
 GALLERY_PAGE = 40  # images per gallery page (the API's default and the page's infinite-scroll step)
 
 
@@ -70,6 +72,11 @@ async def creator(request: Request) -> HTMLResponse:
 @router.get("/images", response_class=HTMLResponse)
 async def images(request: Request) -> HTMLResponse:
     return render(request, "images.html", page="images", title="Image Studio", page_size=GALLERY_PAGE)
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def jobs(request: Request) -> HTMLResponse:
+    return render(request, "jobs.html", page="jobs", title="Jobs", states=STATES, page_size=JOBS_PAGE)
 
 
 @router.get("/metrics-dashboard", response_class=HTMLResponse)

@@ -316,6 +316,33 @@
     return node;
   }
 
+  // The header's badge: how many jobs are queued or running, every 15 s and soon after a page says
+  // jobs changed. It never asks for a key (the page's own calls do).
+  function setupJobsBadge() {
+    const badge = document.getElementById("jobs-badge");
+    if (!badge) return;
+    let soon = null;
+    async function refresh() {
+      try {
+        const response = await fetch("/api/jobs/summary", { headers: withKey() });
+        if (!response.ok) return;
+        const active = (await response.json()).active;
+        badge.hidden = !active;
+        badge.textContent = active ? String(active) : "";
+        badge.title = active === 1 ? "1 job running" : active + " jobs running";
+        badge.setAttribute("aria-label", badge.title);
+      } catch (e) {
+        // the studio is restarting: the next refresh shows it
+      }
+    }
+    refresh();
+    setInterval(refresh, 15000);
+    document.body.addEventListener("mm:jobs-changed", () => {
+      clearTimeout(soon);
+      soon = setTimeout(refresh, 300);
+    });
+  }
+
   window.mm = { api, apiJson, toast, messageOf, ApiError, askForKey, SseParser, readSse, events, el };
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -323,5 +350,6 @@
     setupHtmx();
     setupSwitcher();
     setupCopy();
+    setupJobsBadge();
   });
 })();
