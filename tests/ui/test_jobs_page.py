@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from tests.fakes.openai_videos_server import FakeOpenAIVideosServer, VideoReply
+from tests.gateway.conftest import OpenLive
 from tests.gateway.test_videos import FAST, KEY, env_for
 from tests.ui.conftest import shot
 from tests.ui.test_models_page import UNLABELLED
@@ -25,7 +26,7 @@ def sora() -> Iterator[FakeOpenAIVideosServer]:
 
 
 async def test_jobs_page_follows_cancels_retries_after_asking_and_plays_the_result(
-    page: Page, live, sora: FakeOpenAIVideosServer
+    page: Page, live: OpenLive, sora: FakeOpenAIVideosServer
 ) -> None:
     studio = await live(env_for(sora), config=FAST)
     sora.script(VideoReply(steps=10**6))  # stays in progress until cancelled
@@ -92,13 +93,13 @@ async def test_jobs_page_follows_cancels_retries_after_asking_and_plays_the_resu
     await expect(page.locator("#jb-list > li")).to_have_count(3)
 
 
-async def again_output(card) -> str:  # type: ignore[no-untyped-def]
+async def again_output(card: Locator) -> str:
     src = await card.locator("video").get_attribute("src")
     assert src is not None and src.startswith("/api/media/")
     return src.removeprefix("/api/media/")
 
 
-async def test_the_jobs_page_says_when_there_are_none(page: Page, live) -> None:  # type: ignore[no-untyped-def]
+async def test_the_jobs_page_says_when_there_are_none(page: Page, live: OpenLive) -> None:
     studio = await live(env_for(None), config=FAST)
     await page.goto(f"{studio.url}/jobs")
     await expect(page.locator("#jb-empty")).to_be_visible()
