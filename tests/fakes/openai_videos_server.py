@@ -46,7 +46,9 @@ error). `submissions` counts accepted creates; `creates` records each one (`Crea
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
 import time
 import uuid
 from collections import deque
@@ -56,7 +58,7 @@ from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mmstudio.providers.media.base import sniff_image_type
@@ -173,6 +175,28 @@ class FakeOpenAIVideosServer(FakeOpenAIServer):
         self._poll_script: deque[Reply] = deque()
         self._content_script: deque[Reply] = deque()
         self._clock = itertools.count(1_760_000_000)
+        # Crash tests: `hold_creates()` keeps the next creates unanswered (and not accepted) until the
+        # client hangs up; `hold_downloads()` sends half of each video, then waits for the client to
+        # hang up. `create_held` / `download_held` are set when that point is reached.
+        self.holding_creates = False
+        self.holding_downloads = False
+        self.create_held = threading.Event()
+        self.download_held = threading.Event()
+
+    def hold_creates(self) -> None:
+        self.holding_creates = True
+
+    def hold_downloads(self) -> None:
+        self.holding_downloads = True
+
+    def release(self) -> None:
+        self.holding_creates = self.holding_downloads = False
+
+    @staticmethod
+    async def _until_gone(request: Request) -> None:
+        """Wait until the client hangs up (a SIGKILLed client's socket closes at once)."""
+        while not await request.is_disconnected():
+            await asyncio.sleep(0.02)
 
     def routes(self) -> list[Route]:
         return [
@@ -264,6 +288,10 @@ class FakeOpenAIVideosServer(FakeOpenAIServer):
         except Invalid as exc:
             return self.invalid(exc)
         reply = self.next_reply()
+        if self.holding_creates:
+            self.create_held.set()
+            await self._until_gone(request)
+            return Response(status_code=499)  # the client left before the vendor accepted anything
         await self._pause_unless_gone(request, reply.delay)
         plan = reply if isinstance(reply, VideoReply) else VideoReply(**_reply_fields(reply))
         if plan.refused_at_create:
@@ -460,7 +488,19 @@ class FakeOpenAIVideosServer(FakeOpenAIServer):
             data, reply = reply.raw, replace(reply, raw=None)
         if reply.drop_after is not None:
             return self._truncated(data, 200, reply.headers, media_type)
+        if self.holding_downloads and variant == "video":
+            return self._held(request, data, reply.headers, media_type)
         return Response(data, status_code=200, headers=reply.headers, media_type=media_type)
+
+    def _held(self, request: Request, data: bytes, headers: dict[str, str], media_type: str) -> Response:
+        async def body() -> Any:
+            yield data[: len(data) // 2]
+            self.download_held.set()
+            await self._until_gone(request)
+
+        return StreamingResponse(
+            body(), headers={**headers, "content-length": str(len(data))}, media_type=media_type
+        )
 
 
 def _quoted(values: tuple[str, ...]) -> str:

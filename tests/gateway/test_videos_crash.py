@@ -1,5 +1,7 @@
-"""SIGKILL `mmstudio serve` while a video job is being polled, start it again: the job is resumed by its
-stored handle, the vendor saw exactly one submission, and the stored file is the bytes the vendor served."""
+"""SIGKILL `mmstudio serve` while a video job is being submitted, polled or downloaded, start it again:
+the job ends complete, the vendor accepted exactly one submission (a job is resumed by its stored handle
+once the vendor has it, and submitted again only when the vendor never accepted it), the stored file is
+the bytes the vendor served, and nothing half-written is left in the media store."""
 
 from __future__ import annotations
 
@@ -30,18 +32,77 @@ def _until(url: str, test: object, timeout: float = 20) -> dict[str, object]:
     raise AssertionError(f"{url} never got there: {job}")
 
 
-def test_sigkill_while_polling_resumes_and_never_resubmits(tmp_path: Path) -> None:
+def _env(tmp_path: Path, sora: FakeOpenAIVideosServer) -> dict[str, str]:
     config = tmp_path / "mmstudio.yaml"
     config.write_text("detect_local: false\nvideos: {poll_interval_s: 0.02, lease_seconds: 1}\n")
+    return {
+        "MMSTUDIO_DATA_DIR": str(tmp_path / "data"),
+        "MMSTUDIO_CONFIG": str(config),
+        "OPENAI_API_KEY": KEY,
+        "OPENAI_BASE_URL": f"{sora.url}/v1",
+        "OLLAMA_HOST": f"127.0.0.1:{closed_port()}",
+        "LMSTUDIO_BASE_URL": f"http://127.0.0.1:{closed_port()}",
+    }
+
+
+def _create(url: str) -> str:
+    made = httpx.post(f"{url}/api/videos", json={"prompt": "a fox", "model": "openai/sora-2"}, timeout=10)
+    assert made.status_code == 202, made.text
+    return str(made.json()["id"])
+
+
+def _finished_after_restart(
+    tmp_path: Path, env: dict[str, str], sora: FakeOpenAIVideosServer, job_id: str
+) -> dict[str, object]:
+    with serve_process(env, tmp_path, "second") as second:
+        job = _until(f"{second.url}/api/jobs/{job_id}", lambda j: j["state"] in ("complete", "failed"))
+        assert job["state"] == "complete", job
+        assert sora.submissions == 1
+        (output,) = job["outputs"]  # type: ignore[misc]
+        data = httpx.get(f"{second.url}{output['url']}", timeout=10).content
+        expected = video_bytes("720x1280", "4")
+        assert hashlib.sha256(data).hexdigest() == hashlib.sha256(expected).hexdigest()
+    media = tmp_path / "data" / "media"
+    assert list((media / "tmp").iterdir()) == []  # the half-written download is gone
+    assert len([f for f in media.rglob("*.mp4")]) == 1
+    return job
+
+
+def test_sigkill_while_submitting_submits_again_only_what_the_vendor_never_accepted(tmp_path: Path) -> None:
     with FakeOpenAIVideosServer(api_key=KEY) as sora:
-        env = {
-            "MMSTUDIO_DATA_DIR": str(tmp_path / "data"),
-            "MMSTUDIO_CONFIG": str(config),
-            "OPENAI_API_KEY": KEY,
-            "OPENAI_BASE_URL": f"{sora.url}/v1",
-            "OLLAMA_HOST": f"127.0.0.1:{closed_port()}",
-            "LMSTUDIO_BASE_URL": f"http://127.0.0.1:{closed_port()}",
-        }
+        env = _env(tmp_path, sora)
+        sora.hold_creates()  # the create reaches the vendor and is never answered
+        with serve_process(env, tmp_path, "first") as first:
+            job_id = _create(first.url)
+            assert sora.create_held.wait(20)
+            job = _until(f"{first.url}/api/jobs/{job_id}", lambda j: j["state"] == "submitting")
+            assert job["attempts"] == [] and sora.submissions == 0
+            os.kill(first.pid, signal.SIGKILL)
+        sora.release()
+        job = _finished_after_restart(tmp_path, env, sora, job_id)
+        assert len(sora.requests_to("/v1/videos")) == 2  # one lost with the killed process, one accepted
+        assert job["attemptCount"] == 2
+
+
+def test_sigkill_while_downloading_fetches_it_again_without_resubmitting(tmp_path: Path) -> None:
+    with FakeOpenAIVideosServer(api_key=KEY) as sora:
+        env = _env(tmp_path, sora)
+        sora.hold_downloads()  # half the video is sent, then the download hangs
+        with serve_process(env, tmp_path, "first") as first:
+            job_id = _create(first.url)
+            assert sora.download_held.wait(20)
+            _until(f"{first.url}/api/jobs/{job_id}", lambda j: j["state"] == "downloading")
+            assert len(list((tmp_path / "data" / "media" / "tmp").iterdir())) == 1  # being written
+            os.kill(first.pid, signal.SIGKILL)
+        sora.release()
+        job = _finished_after_restart(tmp_path, env, sora, job_id)
+        contents = [r for r in sora.requests if r.path.endswith("/content")]
+        assert len(contents) == 2 and job["attemptCount"] == 2
+
+
+def test_sigkill_while_polling_resumes_and_never_resubmits(tmp_path: Path) -> None:
+    with FakeOpenAIVideosServer(api_key=KEY) as sora:
+        env = _env(tmp_path, sora)
         sora.script(VideoReply(steps=10**6))
         with serve_process(env, tmp_path, "first") as first:
             made = httpx.post(

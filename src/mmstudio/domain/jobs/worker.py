@@ -105,7 +105,9 @@ class JobContext:
             self.notify(current)
 
     async def downloading(self) -> None:
-        self._update(await self.store.move(self.job.id, self.owner, "downloading"))
+        """Fetching the result. A job a restart found downloading already starts the download again."""
+        if self.job.state != "downloading":
+            self._update(await self.store.move(self.job.id, self.owner, "downloading"))
 
     async def polling_again(self) -> None:
         """Back from downloading to polling (a result that must be fetched again)."""
