@@ -128,3 +128,67 @@ def test_sigkill_while_polling_resumes_and_never_resubmits(tmp_path: Path) -> No
             data = httpx.get(f"{second.url}{output['url']}", timeout=10).content
             expected = video_bytes("720x1280", "4")
             assert hashlib.sha256(data).hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+def test_sigkill_with_jobs_in_every_state_ends_every_job_with_one_submission_each(tmp_path: Path) -> None:
+    with FakeOpenAIVideosServer(api_key=KEY) as sora:
+        env = _env(tmp_path, sora)
+        with serve_process(env, tmp_path, "first") as first:
+
+            def create(prompt: str, **extra: object) -> str:
+                body = {"prompt": prompt, "model": "openai/sora-2", **extra}
+                made = httpx.post(f"{first.url}/api/videos", json=body, timeout=10)
+                assert made.status_code == 202, made.text
+                return str(made.json()["id"])
+
+            def state(job_id: str, *states: str) -> dict[str, object]:
+                return _until(f"{first.url}/api/jobs/{job_id}", lambda j: j["state"] in states)
+
+            ids: dict[str, str] = {}
+            ids["complete"] = create("complete")
+            state(ids["complete"], "complete")
+            sora.script(VideoReply(outcome="failed", error_message="The render farm melted."))
+            ids["failed"] = create("failed")
+            state(ids["failed"], "failed")
+            sora.script(VideoReply(steps=10**6))
+            ids["cancelled"] = create("cancelled")
+            state(ids["cancelled"], "running")
+            httpx.post(f"{first.url}/api/jobs/{ids['cancelled']}/cancel", timeout=10)
+            state(ids["cancelled"], "cancelled")
+            sora.script(VideoReply(steps=10**6))  # polled when the process dies
+            ids["running"] = create("running")
+            state(ids["running"], "running")
+            sora.hold_downloads()  # half sent when the process dies
+            ids["downloading"] = create("downloading")
+            assert sora.download_held.wait(20)
+            state(ids["downloading"], "downloading")
+            sora.hold_creates()  # unanswered when the process dies
+            ids["submitting"] = create("submitting")
+            assert sora.create_held.wait(20)
+            state(ids["submitting"], "submitting")
+            ids["queued"] = create("queued", after_job=ids["submitting"])  # waits for it
+            state(ids["queued"], "queued")
+            os.kill(first.pid, signal.SIGKILL)
+        sora.release()
+        for upstream in sora.jobs.values():  # the vendor finishes the one being polled meanwhile
+            if upstream.prompt == "running":
+                upstream.plan = replace(upstream.plan, steps=upstream.polls + 1)
+        with serve_process(env, tmp_path, "second") as second:
+            ended = {
+                name: _until(
+                    f"{second.url}/api/jobs/{job_id}",
+                    lambda j: j["state"] in ("complete", "failed", "cancelled"),
+                    timeout=30,
+                )
+                for name, job_id in ids.items()
+            }
+            for name in ("complete", "running", "downloading", "submitting", "queued"):
+                assert ended[name]["state"] == "complete", ended[name]
+                (output,) = ended[name]["outputs"]  # type: ignore[misc]
+                data = httpx.get(f"{second.url}{output['url']}", timeout=10).content
+                assert hashlib.sha256(data).digest() == hashlib.sha256(video_bytes("720x1280", "4")).digest()
+            assert ended["failed"]["state"] == "failed" and "melted" in str(ended["failed"]["error"])
+            assert ended["cancelled"]["state"] == "cancelled"
+        accepted = sorted(call.values["prompt"] for call in sora.creates)
+        assert accepted == sorted(ids)  # every job the vendor accepted exactly once
+        assert list((tmp_path / "data" / "media" / "tmp").iterdir()) == []
