@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -50,6 +51,14 @@ DOTS = {"healthy": "[green]●[/]", "offline": "[red]●[/]", "checking": "[brig
 
 def _settings(config: Path | None, data_dir: Path | None, **extra: Any) -> Settings:
     return Settings.from_env(config_path=config, data_dir=data_dir, **extra)
+
+
+def with_worker(settings: Settings, *, run: bool, concurrency: int | None = None) -> Settings:
+    """`settings` with the job worker on or off (and its pool size)."""
+    videos = settings.config.videos.model_copy(
+        update={"worker": run, **({"concurrency": concurrency} if concurrency is not None else {})}
+    )
+    return replace(settings, config=settings.config.model_copy(update={"videos": videos}))
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -103,6 +112,13 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(help="log level of the server and mmstudio", envvar="MMSTUDIO_LOG_LEVEL")
     ] = LogLevel.info,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="serve the API only; `mmstudio worker` processes run the jobs (videos, images)",
+        ),
+    ] = False,
 ) -> None:
     """Start the studio (web UI, studio API, OpenAI-compatible API) on embedded defaults."""
     import logging
@@ -116,6 +132,8 @@ def serve(
     except StudioError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from None
+    if no_worker:
+        settings = with_worker(settings, run=False)
     err.print(f"mmstudio {__version__} on http://{host}:{port}  (data: {settings.data_dir.resolve()})")
     logging.basicConfig(
         level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from mmstudio.cli import ConfigOpt, DataDirOpt
+from mmstudio.cli import ConfigOpt, DataDirOpt, LogLevel
 from mmstudio.errors import StudioError
 
 if TYPE_CHECKING:
@@ -70,6 +70,55 @@ def register(app: typer.Typer) -> None:
             await _follow(studio, job.id, out)
 
         cli._run(lambda: cli._with_studio(settings, work))
+
+    @app.command()
+    def worker(
+        concurrency: Annotated[
+            int | None, typer.Option(help="jobs at once (default: videos.concurrency)", min=1, max=256)
+        ] = None,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+        log_level: Annotated[
+            LogLevel, typer.Option(help="log level", envvar="MMSTUDIO_LOG_LEVEL")
+        ] = LogLevel.info,
+    ) -> None:
+        """Run generation jobs (videos, image jobs) without serving the API. Start as many as you like,
+        on any machine that reaches the database (PostgreSQL) and the media folder; pair them with
+        `mmstudio serve --no-worker`. SIGTERM or Ctrl+C gives the running jobs' leases back, so another
+        worker resumes them at once."""
+        import logging
+        import signal
+
+        from mmstudio.studio import Studio
+
+        try:
+            settings = cli.with_worker(cli._settings(config, data_dir), run=True, concurrency=concurrency)
+        except StudioError as exc:
+            cli.err.print(f"[red]error:[/] {exc.message}")
+            raise typer.Exit(1) from None
+        logging.basicConfig(
+            level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per vendor poll
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            studio = await Studio.open(settings)
+            try:
+                studio.start_background()  # detection and health (image jobs plan with them), the worker
+                cli.err.print(
+                    f"mmstudio worker {studio.worker.owner}: {', '.join(studio.worker.handlers)} jobs, "
+                    f"{studio.worker.concurrency} at once (data: {settings.data_dir.resolve()})"
+                )
+                await stop.wait()
+                cli.err.print("stopping: the running jobs' leases go back for another worker")
+            finally:
+                await studio.close()
+
+        cli._run(main)
 
     @jobs_app.command("list")
     def jobs_list(

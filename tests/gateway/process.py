@@ -29,7 +29,9 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(env: dict[str, str], workdir: Path, name: str = "serve") -> Iterator[ServeProcess]:
+def serve_process(
+    env: dict[str, str], workdir: Path, name: str = "serve", args: tuple[str, ...] = ()
+) -> Iterator[ServeProcess]:
     port = free_port()
     # Deprecations are errors in the server process too, as in the suite: a dependency's next release
     # that removes what we use is found by `scripts/test --latest`, not by a user.
@@ -42,7 +44,7 @@ def serve_process(env: dict[str, str], workdir: Path, name: str = "serve") -> It
     log_path = workdir / f"{name}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mmstudio", "serve", "--port", str(port)],
+            [sys.executable, "-m", "mmstudio", "serve", "--port", str(port), *args],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

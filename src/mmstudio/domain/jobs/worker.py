@@ -328,6 +328,7 @@ class JobWorker:
     async def _end(self, job_id: str, state: JobState, **fields: Any) -> None:
         ended = await self.store.move(job_id, self.owner, state, **fields)
         if ended is not None:
+            log.info("job %s (%s) %s on %s", ended.id, ended.kind, ended.state, self.owner)
             self._notify(ended)
 
     def _notify(self, job: Job) -> None:
