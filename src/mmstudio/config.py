@@ -209,6 +209,13 @@ class VideosConfig(_Strict):
         default=None, gt=0, le=600, description="seconds between polls; empty: what each vendor asks for"
     )
     worker: bool = Field(default=True, description="run jobs in this process (serve); false: API only")
+    retry_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="wait before retrying a vendor call that failed in a retryable way (doubled each "
+        "time, with jitter; a vendor's Retry-After wins)",
+    )
 
     @field_validator("per_provider")
     @classmethod

@@ -248,6 +248,7 @@ class Studio:
                         video_models.resolve,
                         studio.media,
                         poll_interval_s=settings.config.videos.poll_interval_s,
+                        backoff_s=settings.config.videos.retry_backoff_s,
                     ),
                 },
                 concurrency=settings.config.videos.concurrency,
