@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mmstudio.config import StudioConfig, VideosConfig
 from tests.fakes.base import Reply
 from tests.fakes.openai_videos_server import FakeOpenAIVideosServer, VideoReply, video_bytes
 from tests.gateway.conftest import OpenLive
-from mmstudio.config import StudioConfig, VideosConfig
 from tests.gateway.test_videos import KEY, env_for, wait_done
 
 FAST = StudioConfig(videos=VideosConfig(poll_interval_s=0.01, retry_backoff_s=0.01))
