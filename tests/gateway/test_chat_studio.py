@@ -183,7 +183,11 @@ async def test_a_failed_answer_keeps_its_partial_text_and_error(live: OpenLive) 
     assert error["status"] == "error" and error["message"]
     cid = named(events, "conversation")[0]["conversation"]["id"]
     answer = (await branch(studio, cid))["messages"][1]
-    assert answer["status"] == "error" and answer["text"] == "Half an " and answer["error"]
+    # What was streamed is what is kept. The cut is a reset: "an " may or may not reach mmstudio before
+    # it (the kernel drops unsent bytes on a reset), so the stored text is compared with the deltas.
+    streamed = "".join(d["text"] for d in named(events, "delta"))
+    assert streamed in ("Half ", "Half an ")
+    assert answer["status"] == "error" and answer["text"] == streamed and answer["error"]
 
 
 async def test_the_answer_survives_the_client_leaving_and_can_be_reattached(
