@@ -223,8 +223,16 @@ async def test_video_models_are_listed_with_capabilities_and_in_v1_models_when_u
         grok = by_id["xai/grok-imagine-video"]
         assert not grok["usable"] and "XAI_API_KEY" in grok["reason"] and not grok["default"]
         (default,) = [m["id"] for m in listed if m["default"]]
-        made = await running.client.post("/api/videos", json={"prompt": "a fox"})
-        assert made.json()["plan"][0] == default and default.startswith("runway/")
+        assert default.startswith("runway/") and not gen3["capabilities"]["textToVideo"]
+        text_only = await running.client.post(
+            "/api/videos", json={"prompt": "a fox"}
+        )  # Runway needs an image
+        assert text_only.status_code == 400 and text_only.json()["field"] == "start_image", text_only.text
+        assert "XAI_API_KEY" in text_only.json()["message"]
+        named = await running.client.post(
+            "/api/videos", json={"prompt": "a fox", "model": "runway/gen4_turbo"}
+        )
+        assert named.status_code == 400 and "makes a video from a start image" in named.json()["message"]
         v1 = (await running.client.get("/v1/models")).json()["data"]
         videos = {m["id"]: m for m in v1 if m["modality"] == "video"}
         assert set(videos) == {"runway/gen3a_turbo", "runway/gen4_turbo"}

@@ -84,6 +84,7 @@ def video_model_json(entry: VideoEntry, *, default: bool = False) -> dict[str, A
             "aspectRatios": list(caps.aspect_ratios),
             "resolutions": list(caps.resolutions),
             "imageToVideo": caps.image_to_video,
+            "textToVideo": caps.text_to_video,
             "endFrame": caps.end_frame,
             "cameraMotion": caps.camera_motion,
             "seed": caps.seed,

@@ -104,21 +104,41 @@ class VideoModels:
             display_name=entry.display_name,
         )
 
-    def plan(self, ref: str | None, *, fallbacks: bool = True) -> list[str]:
+    def plan(self, ref: str | None, *, fallbacks: bool = True, has_image: bool = True) -> list[str]:
         """The chosen model, then (with fallbacks) the first usable model of each other keyed vendor
-        in the table's order (never Sora unless named). Without a choice, those alone."""
+        in the table's order (never Sora unless named). Without a choice, those alone. Without a start
+        image (`has_image` False) models that only animate an image are left out, and choosing one is a
+        400 saying what to give it."""
         chosen = self.entry(ref) if ref else None
         if chosen is not None and not chosen.usable:
             raise InvalidRequest(
                 f"{chosen.display_name} ({chosen.id}) is not usable: {chosen.reason}", field="model"
             )
+        if chosen is not None and not has_image and not chosen.capabilities.text_to_video:
+            raise InvalidRequest(
+                f"{chosen.display_name} ({chosen.id}) makes a video from a start image: give start_image "
+                "(an uploaded image), or after_job with the job that makes the image",
+                field="start_image",
+            )
         plan = [chosen.id] if chosen is not None else []
         if chosen is None or fallbacks:
             seen = {chosen.provider} if chosen is not None else set()
             for entry in self.entries.values():
-                if entry.usable and entry.provider not in seen and entry.provider not in NEVER_DEFAULT:
-                    plan.append(entry.id)
-                    seen.add(entry.provider)
+                if not entry.usable or entry.provider in seen or entry.provider in NEVER_DEFAULT:
+                    continue
+                if not has_image and not entry.capabilities.text_to_video:
+                    continue
+                plan.append(entry.id)
+                seen.add(entry.provider)
         if not plan:
+            if not has_image and any(
+                e.usable and not e.capabilities.text_to_video for e in self.entries.values()
+            ):
+                raise InvalidRequest(
+                    "The video models you can use make a video from a start image: give start_image (an "
+                    "uploaded image) or after_job (the job that makes it), or set XAI_API_KEY or "
+                    "GEMINI_API_KEY for text-to-video.",
+                    field="start_image",
+                )
             raise NoModelRegistered(NO_VIDEO_MODEL)
         return plan

@@ -45,7 +45,8 @@ class VideoService:
             raise InvalidRequest(
                 f"prompt is {len(order.prompt)} characters; at most {MAX_PROMPT}", field="prompt"
             )
-        plan = self.models.plan(order.model, fallbacks=order.fallbacks)
+        has_image = bool(order.start_image or order.after_job)  # after_job: the image it waits for
+        plan = self.models.plan(order.model, fallbacks=order.fallbacks, has_image=has_image)
         chosen = self.models.entry(plan[0]).capabilities
         for name, value, allowed in (
             ("duration_s", order.duration_s, chosen.durations),

@@ -27,6 +27,7 @@ class VideoCapabilities:
     aspect_ratios: tuple[str, ...] = ()  # "16:9", "9:16", "1:1", ...
     resolutions: tuple[str, ...] = ()  # "480p", "720p", "1080p", or "1280x720" sizes
     image_to_video: bool = False  # a start frame
+    text_to_video: bool = True  # False: it needs a start frame (Runway's image_to_video)
     end_frame: bool = False
     camera_motion: bool = False
     seed: bool = False
