@@ -49,12 +49,18 @@ VIDEO_ADAPTERS: dict[str, tuple[str, str]] = {
     "runway": ("runway", "RunwayVideoAdapter"),
     "xai_video": ("xai_video", "XAIVideoAdapter"),
     "gemini_video": ("gemini_video", "VeoVideoAdapter"),
+    "comfyui_video": ("comfyui_video", "ComfyUIVideoAdapter"),
 }
 CLOUD_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
     "runway": ("runway", "runway", "RUNWAY_VIDEO_MODELS"),
     "xai": ("xai_video", "xai_video", "XAI_VIDEO_MODELS"),
     "gemini": ("gemini_video", "gemini_video", "VEO_VIDEO_MODELS"),
     "openai": ("openai_videos", "openai_videos", "OPENAI_VIDEO_MODELS"),
+}
+# Local engine flavor -> (its video protocol, module, table of its video workflows' capabilities). These
+# need no key: a model is usable when the engine's endpoint is up and can run its workflow.
+LOCAL_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
+    "comfyui": ("comfyui_video", "comfyui_video", "COMFYUI_VIDEO_MODELS"),
 }
 
 
@@ -102,6 +108,17 @@ def create_image_adapter(protocol: str, config: EndpointConfig, client: httpx.As
 def cloud_video_models(provider: str) -> dict[str, VideoCapabilities]:
     """The video models of a cloud provider and what each can do ({} for a provider without video)."""
     where = CLOUD_VIDEO_MODELS.get(provider)
+    if where is None:
+        return {}
+    _protocol, module, name = where
+    table = _load(module, name)
+    assert isinstance(table, dict)
+    return dict(table)
+
+
+def local_video_models(flavor: str) -> dict[str, VideoCapabilities]:
+    """The video models of a local engine flavor and what each can do ({} for one without video)."""
+    where = LOCAL_VIDEO_MODELS.get(flavor)
     if where is None:
         return {}
     _protocol, module, name = where

@@ -352,6 +352,15 @@ def _preview_of(frame: bytes, prompt_id: str, ours_running: bool) -> bytes | Non
 # -- the adapter -------------------------------------------------------------------------------
 
 
+async def prompt_history(adapter: HTTPAdapter, prompt_id: str, model: str) -> dict[str, Any] | None:
+    """ComfyUI's ``/history/{prompt_id}`` entry: None while the prompt has not finished (or is unknown)."""
+    data = await adapter.request_json("GET", f"history/{quote(prompt_id, safe='')}", model=model)
+    if not isinstance(data, dict):
+        raise_protocol(adapter.config, "sent a history that is not an object", model)
+    entry = data.get(prompt_id)
+    return entry if isinstance(entry, dict) else None
+
+
 class ComfyUIAdapter(HTTPAdapter):
     """A ComfyUI server (default ``http://127.0.0.1:8188``). No auth of its own; an `api_key` goes as a
     Bearer token (and `config.headers` as they are), on HTTP and the websocket, for a proxy in front.
@@ -550,7 +559,7 @@ class ComfyUIAdapter(HTTPAdapter):
     async def _finished(self, prompt_id: str, model: str) -> dict[str, Any] | None:
         """The history entry when the prompt is done, None while it is queued or running; a failed run
         raises, and so does a prompt that is in neither (ComfyUI restarted, the queue was cleared)."""
-        entry = await self._history(prompt_id, model)
+        entry = await prompt_history(self, prompt_id, model)
         if entry is None:
             queue = await self.request_json("GET", "queue", model=model, timeout=_SHORT)
             if isinstance(queue, dict) and (
@@ -559,7 +568,7 @@ class ComfyUIAdapter(HTTPAdapter):
             ):
                 return None
             # Leaving the queue and entering the history is one step in ComfyUI: look again.
-            entry = await self._history(prompt_id, model)
+            entry = await prompt_history(self, prompt_id, model)
             if entry is None:
                 raise ProviderError(
                     f"{self._label}: prompt {prompt_id} is neither queued nor in the history "
@@ -578,13 +587,6 @@ class ComfyUIAdapter(HTTPAdapter):
                 f"{self._label}: prompt {prompt_id} failed", provider=self.config.provider, model=model
             )
         return entry
-
-    async def _history(self, prompt_id: str, model: str) -> dict[str, Any] | None:
-        data = await self.request_json("GET", f"history/{quote(prompt_id, safe='')}", model=model)
-        if not isinstance(data, dict):
-            raise_protocol(self.config, "sent a history that is not an object", model)
-        entry = data.get(prompt_id)
-        return entry if isinstance(entry, dict) else None
 
     def _execution_error(
         self, kind: object, data: Mapping[str, Any], prompt_id: str, model: str

@@ -34,6 +34,7 @@ from mmstudio.providers.gemini import GeminiAdapter, google_error
 from mmstudio.providers.media.base import InputImage
 from mmstudio.providers.media.gemini_media import _deep_merge
 from mmstudio.providers.media.video_base import VideoCapabilities, VideoRequest, VideoStatus
+from mmstudio.providers.media.video_download import checked_video
 
 _VEO_3_1 = VideoCapabilities(
     durations=(4, 6, 8),
@@ -72,8 +73,6 @@ _GOOGLE_API_HOST = "generativelanguage.googleapis.com"
 _EXPIRED = (403, 404, 410)
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 5
-_MP4_BRAND = b"ftyp"  # an MP4 (ISO base media) file has a box of this type at byte 4
-_SNIFF = 12
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -269,45 +268,13 @@ class VeoVideoAdapter(HTTPAdapter):
                         status=response.status_code,
                     )
                 raise self.error_from_response(response.status_code, body, response.headers, model)
-            async for chunk in self._checked_body(response, handle, model):
+            async for chunk in checked_video(
+                self, response, model, label=self.label, empty=f"sent an empty video for {handle}"
+            ):
                 yield chunk
         finally:
             if response is not None:
                 await response.aclose()
-
-    async def _checked_body(self, response: httpx.Response, handle: str, model: str) -> AsyncIterator[bytes]:
-        # The first bytes are held back until they show an MP4, so nothing else reaches the store.
-        pending = b""
-        checked = False
-        received = 0
-        with self.transport_errors(model):
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                if not checked:
-                    pending += chunk
-                    if len(pending) < _SNIFF:
-                        continue
-                    self._check_mp4(pending, model)
-                    checked, chunk, pending = True, pending, b""
-                if chunk:
-                    yield chunk
-        if not checked:
-            if not pending:
-                raise_protocol(self.config, f"sent an empty video for {handle}", model)
-            self._check_mp4(pending, model)
-            yield pending
-        expected = response.headers.get("content-length")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if expected is not None and expected.isdigit() and not encoded and int(expected) != received:
-            raise ProviderProtocolError(
-                f"{self.label} cut the video download short ({received} of {expected} bytes)",
-                provider=self.config.provider,
-                model=model,
-            )
-
-    def _check_mp4(self, head: bytes, model: str) -> None:
-        if len(head) < 8 or head[4:8] != _MP4_BRAND:
-            raise_protocol(self.config, f"sent a video that is not an MP4 (starts {head[:12]!r})", model)
 
     # -- cancel, models, health ----------------------------------------------------------------
 

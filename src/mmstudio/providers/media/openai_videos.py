@@ -26,13 +26,13 @@ from urllib.parse import quote
 from mmstudio.errors import (
     ContentFiltered,
     ProviderError,
-    ProviderProtocolError,
     ResultExpired,
     redact,
 )
 from mmstudio.providers._http import HTTPAdapter, UpstreamResponse, decode_json, raise_protocol
 from mmstudio.providers.base import Capabilities, ProbeResult, RemoteModel
 from mmstudio.providers.media.video_base import VideoCapabilities, VideoRequest, VideoState, VideoStatus
+from mmstudio.providers.media.video_download import checked_video
 from mmstudio.providers.openai_compat import _error_fields, payload_error
 
 _PORTRAIT, _LANDSCAPE = "720x1280", "1280x720"
@@ -74,8 +74,6 @@ _VIDEO_MODEL_PREFIXES = ("sora",)
 # ``content_policy_violation``, and messages that name the safety or moderation system.
 _REFUSAL = re.compile(r"moderation|content_policy|safety system|safety_violations")
 _INFO_KEYS = ("model", "size", "seconds", "created_at", "completed_at", "expires_at", "remixed_from_video_id")
-_MP4_BRAND = b"ftyp"  # an MP4 (ISO base media) file starts with a box of this type at byte 4
-_SNIFF = 12
 
 
 class OpenAIVideosAdapter(HTTPAdapter):
@@ -217,41 +215,12 @@ class OpenAIVideosAdapter(HTTPAdapter):
                 if response.status_code in (404, 410):
                     raise self.expired(handle, status, body, model)
                 raise self.error_from_response(response.status_code, body, response.headers, model)
-            # The first bytes are held back until they show an MP4, so nothing else reaches the store.
-            pending = b""
-            checked = False
-            received = 0
-            with self.transport_errors(model):
-                async for chunk in response.aiter_bytes():
-                    received += len(chunk)
-                    if not checked:
-                        pending += chunk
-                        if len(pending) < _SNIFF:
-                            continue
-                        self.check_mp4(pending, model)
-                        checked, chunk, pending = True, pending, b""
-                    if chunk:
-                        yield chunk
-            if not checked:
-                if not pending:
-                    raise_protocol(self.config, f"sent an empty video for {handle}", model)
-                self.check_mp4(pending, model)
-                yield pending
-            # A body cut short of its length is a broken download (the length is of the encoded body).
-            expected = response.headers.get("content-length")
-            encoded = response.headers.get("content-encoding", "identity") != "identity"
-            if expected is not None and expected.isdigit() and not encoded and int(expected) != received:
-                raise ProviderProtocolError(
-                    f"{self.label} cut the video download short ({received} of {expected} bytes)",
-                    provider=self.config.provider,
-                    model=model,
-                )
+            async for chunk in checked_video(
+                self, response, model, label=self.label, empty=f"sent an empty video for {handle}"
+            ):
+                yield chunk
         finally:
             await response.aclose()
-
-    def check_mp4(self, head: bytes, model: str) -> None:
-        if len(head) < 8 or head[4:8] != _MP4_BRAND:
-            raise_protocol(self.config, f"sent a video that is not an MP4 (starts {head[:12]!r})", model)
 
     def expired(self, handle: str, status: VideoStatus, body: bytes, model: str) -> ResultExpired:
         message, _code, _type = _error_fields(json_or_text(body, 404))

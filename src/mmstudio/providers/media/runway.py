@@ -26,7 +26,6 @@ import httpx
 from mmstudio.errors import (
     InvalidRequest,
     ProviderError,
-    ProviderProtocolError,
     ResultExpired,
     UpstreamModelNotFound,
     redact,
@@ -42,6 +41,7 @@ from mmstudio.providers.base import Capabilities, ProbeResult, RemoteModel
 from mmstudio.providers.media.base import InputImage
 from mmstudio.providers.media.openai_images import data_url
 from mmstudio.providers.media.video_base import VideoCapabilities, VideoRequest, VideoState, VideoStatus
+from mmstudio.providers.media.video_download import checked_video
 
 RUNWAY_API_VERSION = "2024-11-06"
 RUNWAY_BASE_URL = "https://api.dev.runwayml.com/v1"
@@ -111,8 +111,6 @@ _MAX_DATA_URI = 5 * 1024 * 1024  # the encoded data URI's limit
 _MAX_PROMPT = 1000  # UTF-16 code units
 _MAX_SEED = 4_294_967_295
 _EXPIRED = (401, 403, 404, 410)  # what a signed CDN URL answers once it lapsed (or the asset is gone)
-_MP4_BRAND = b"ftyp"
-_SNIFF = 12
 
 
 class RunwayVideoAdapter(HTTPAdapter):
@@ -303,7 +301,7 @@ class RunwayVideoAdapter(HTTPAdapter):
             response = await self.open_download(url, model)
             try:
                 if response.status_code < 400:
-                    async for chunk in self.checked_stream(response, model):
+                    async for chunk in checked_video(self, response, model, label=self.label):
                         yield chunk
                     return
                 with self.transport_errors(model):
@@ -339,41 +337,6 @@ class RunwayVideoAdapter(HTTPAdapter):
         )
         with self.transport_errors(model):
             return await self.client.send(request, stream=True)
-
-    async def checked_stream(self, response: httpx.Response, model: str) -> AsyncIterator[bytes]:
-        """The body, its first bytes held back until they show an MP4; a body cut short of its
-        Content-Length is a broken download."""
-        pending = b""
-        checked = False
-        received = 0
-        with self.transport_errors(model):
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                if not checked:
-                    pending += chunk
-                    if len(pending) < _SNIFF:
-                        continue
-                    self.check_mp4(pending, model)
-                    checked, chunk, pending = True, pending, b""
-                if chunk:
-                    yield chunk
-        if not checked:
-            if not pending:
-                raise_protocol(self.config, "sent an empty video", model)
-            self.check_mp4(pending, model)
-            yield pending
-        expected = response.headers.get("content-length")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if expected is not None and expected.isdigit() and not encoded and int(expected) != received:
-            raise ProviderProtocolError(
-                f"{self.label} cut the video download short ({received} of {expected} bytes)",
-                provider=self.config.provider,
-                model=model,
-            )
-
-    def check_mp4(self, head: bytes, model: str) -> None:
-        if len(head) < 8 or head[4:8] != _MP4_BRAND:
-            raise_protocol(self.config, f"sent a video that is not an MP4 (starts {head[:12]!r})", model)
 
     # -- cancel, models, health ----------------------------------------------------------------
 

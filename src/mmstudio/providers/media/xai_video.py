@@ -19,7 +19,7 @@ image adapter (`xai_media`), including its HTTP 400 for a bad key.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -29,7 +29,6 @@ from mmstudio.errors import (
     ContentFiltered,
     InvalidRequest,
     ProviderError,
-    ProviderProtocolError,
     ResultExpired,
     redact,
 )
@@ -43,6 +42,7 @@ from mmstudio.providers.base import Capabilities, ProbeResult, RemoteModel
 from mmstudio.providers.media.openai_images import data_url
 from mmstudio.providers.media.openai_videos import json_or_text
 from mmstudio.providers.media.video_base import VideoCapabilities, VideoRequest, VideoState, VideoStatus
+from mmstudio.providers.media.video_download import checked_video, is_mp4
 from mmstudio.providers.media.xai_media import _XAI_REFUSAL
 from mmstudio.providers.openai_compat import _error_fields, payload_error
 
@@ -63,8 +63,18 @@ DEFAULT_DURATION_S = 6  # sent when the request names none, so the length (and t
 _VIDEO_MODEL_PREFIXES = ("grok-imagine-video",)
 _INFO_KEYS = ("model",)
 _EXPIRED_URL = (403, 404, 410)  # what a CDN answers for a lapsed signed URL
-_MP4_BRAND = b"ftyp"  # an MP4 (ISO base media) file has a box of this type at byte 4
-_SNIFF = 12
+
+
+def _video_problem(response: httpx.Response) -> Callable[[bytes], str | None]:
+    """A video by its type or, whatever the type says, by the MP4 ``ftyp`` box."""
+    is_video_type = response.headers.get("content-type", "").lower().startswith("video/")
+
+    def problem(head: bytes) -> str | None:
+        if is_video_type or is_mp4(head):
+            return None
+        return f"sent something that is not a video (starts {head[:12]!r})"
+
+    return problem
 
 
 class XAIVideoAdapter(HTTPAdapter):
@@ -230,7 +240,9 @@ class XAIVideoAdapter(HTTPAdapter):
                         status=response.status_code,
                     )
                 raise self.download_error(response, body, model)
-            async for chunk in self.checked_stream(response, model):
+            async for chunk in checked_video(
+                self, response, model, _video_problem(response), label=self.label
+            ):
                 yield chunk
         finally:
             await response.aclose()
@@ -244,44 +256,6 @@ class XAIVideoAdapter(HTTPAdapter):
             model=model,
             retry_after=parse_retry_after(response.headers),
         )
-
-    async def checked_stream(self, response: httpx.Response, model: str) -> AsyncIterator[bytes]:
-        """The body, its first bytes held back until they show a video; a body cut short of its
-        Content-Length is a broken download."""
-        is_video_type = response.headers.get("content-type", "").lower().startswith("video/")
-        pending = b""
-        checked = False
-        received = 0
-        with self.transport_errors(model):
-            async for chunk in response.aiter_bytes():
-                received += len(chunk)
-                if not checked:
-                    pending += chunk
-                    if len(pending) < _SNIFF:
-                        continue
-                    self.check_video(pending, is_video_type, model)
-                    checked, chunk, pending = True, pending, b""
-                if chunk:
-                    yield chunk
-        if not checked:
-            if not pending:
-                raise_protocol(self.config, "sent an empty video", model)
-            self.check_video(pending, is_video_type, model)
-            yield pending
-        expected = response.headers.get("content-length")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if expected is not None and expected.isdigit() and not encoded and int(expected) != received:
-            raise ProviderProtocolError(
-                f"{self.label} cut the video download short ({received} of {expected} bytes)",
-                provider=self.config.provider,
-                model=model,
-            )
-
-    def check_video(self, head: bytes, is_video_type: bool, model: str) -> None:
-        """A video by its type or, whatever the type says, by the MP4 ``ftyp`` box."""
-        if is_video_type or (len(head) >= 8 and head[4:8] == _MP4_BRAND):
-            return
-        raise_protocol(self.config, f"sent something that is not a video (starts {head[:12]!r})", model)
 
     # -- cancel, models, health ----------------------------------------------------------------
 
