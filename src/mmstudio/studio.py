@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import Routed, RoutedStream, RouteOptions, Router
 from mmstudio.domain.types import Endpoint
 from mmstudio.domain.video.handler import VideoJobHandler
+from mmstudio.domain.video.local import LocalVideoEngines
 from mmstudio.domain.video.models import VideoModels
 from mmstudio.domain.video.service import VideoService
 from mmstudio.providers import create_adapter
@@ -42,7 +44,14 @@ from mmstudio.providers.base import (
     Message,
     ProviderAdapter,
 )
-from mmstudio.providers.media import CLOUD_VIDEO_MODELS, create_image_adapter, create_video_adapter
+from mmstudio.providers.media import (
+    CLOUD_VIDEO_MODELS,
+    LOCAL_VIDEO_MODELS,
+    create_image_adapter,
+    create_video_adapter,
+    local_video_models,
+    local_video_names,
+)
 from mmstudio.providers.media.base import ImageAdapter
 from mmstudio.providers.media.comfyui import load_workflow
 from mmstudio.providers.media.video_base import VideoAdapter
@@ -119,6 +128,7 @@ class Studio:
     image_jobs: ImageJobs
     jobs: JobService
     videos: VideoService
+    local_videos: LocalVideoEngines
     worker: JobWorker
 
     def __init__(
@@ -236,7 +246,23 @@ class Studio:
                 )
                 return create_video_adapter(CLOUD_VIDEO_MODELS[provider][0], config, client)
 
-            video_models = VideoModels({p: v.enabled for p, v in vendors.items()}, video_adapter)
+            def local_video_adapter(endpoint: Endpoint) -> VideoAdapter:
+                assert endpoint.image_protocol is not None
+                protocol = LOCAL_VIDEO_MODELS[endpoint.image_protocol][0]
+                config = _endpoint_config(endpoint, settings.config.images.timeouts)
+                return create_video_adapter(protocol, config, client)
+
+            studio.local_videos = LocalVideoEngines(
+                registry,
+                {
+                    flavor: (local_video_models(flavor), local_video_names(flavor))
+                    for flavor in LOCAL_VIDEO_MODELS
+                },
+                local_video_adapter,
+            )
+            video_models = VideoModels(
+                {p: v.enabled for p, v in vendors.items()}, video_adapter, studio.local_videos
+            )
             studio.jobs = JobService(JobRepository(sessions))
             studio.videos = VideoService(video_models, studio.jobs, studio.media)
             studio.image_jobs = ImageJobs(studio.images, studio.jobs)
@@ -245,7 +271,7 @@ class Studio:
                 {
                     "image": ImageJobHandler(studio.images),
                     "video": VideoJobHandler(
-                        video_models.resolve,
+                        functools.partial(video_models.resolve, usable_only=False),
                         studio.media,
                         poll_interval_s=settings.config.videos.poll_interval_s,
                         backoff_s=settings.config.videos.retry_backoff_s,
@@ -302,6 +328,9 @@ class Studio:
         worker: JobWorker | None = getattr(self, "worker", None)
         if worker is not None:
             await worker.stop()  # running jobs' leases go back: the next start resumes them
+        local_videos: LocalVideoEngines | None = getattr(self, "local_videos", None)
+        if local_videos is not None:
+            await local_videos.aclose()  # ComfyUI's progress sockets
         router: Router | None = getattr(self, "router", None)
         if router is not None:
             await router.drain()  # token counts of answers already sent

@@ -59,6 +59,7 @@ async def video_models(studio: StudioDep) -> JSONResponse:
     """Every video model with what it can do and whether it is usable now (one whose key is missing
     says which variable to set). `default` marks the model a video without one goes to."""
     models = studio.videos.models
+    await models.refresh()
     usable = [e for e in models.entries.values() if e.usable]
     try:
         default: str | None = models.plan(None)[0] if usable else None
@@ -75,7 +76,7 @@ def video_model_json(entry: VideoEntry, *, default: bool = False) -> dict[str, A
         "id": entry.id,
         "name": entry.display_name,
         "provider": entry.provider,
-        "kind": "cloud",
+        "kind": "local" if entry.local else "cloud",
         "usable": entry.usable,
         "reason": entry.reason,
         "default": default,

@@ -44,12 +44,14 @@ async def list_models(studio: StudioDep) -> dict[str, Any]:
     """The models that can answer now (local engines up, cloud keys set)."""
     views = [v for v in studio.registry.views() if v.available]
     views.sort(key=lambda v: (v.entry.kind != "local", v.entry.id))
+    await studio.videos.models.refresh()
     videos = [_video_object(e) for e in studio.videos.models.entries.values() if e.usable]
     return {"object": "list", "data": [_model_object(v) for v in views] + videos}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, studio: StudioDep) -> dict[str, Any]:
+    await studio.videos.models.refresh()
     video = studio.videos.models.entries.get(model_id)
     if video is not None and video.usable:
         return _video_object(video)

@@ -232,7 +232,7 @@ class VideoJobHandler:
             negative_prompt=spec.get("negative_prompt"),
             size=sent.get("resolution", spec.get("resolution")),
             aspect_ratio=sent.get("aspect_ratio", spec.get("aspect_ratio")),
-            seed=spec.get("seed"),
+            seed=_used_seed(status, spec.get("seed")),
             references=tuple(r for r in (start, spec.get("end_image")) if isinstance(r, str)),
             extra={"display_name": model.display_name or model.id, "job_id": job.id, "handle": handle},
         )
@@ -277,3 +277,12 @@ def _attempt(model: str, outcome: str, seconds: float, exc: ProviderError | None
     if exc is not None:
         entry.update(error=exc.message, kind=exc.kind)
     return entry
+
+
+def _used_seed(status: VideoStatus, asked: object) -> int | None:
+    """The seed the vendor says it ran (ComfyUI reads it back from the graph: a random one drawn for
+    -1 included), else the one asked for (None or -1: not known)."""
+    reported = status.info.get("seed")
+    if isinstance(reported, int) and not isinstance(reported, bool):
+        return reported
+    return asked if isinstance(asked, int) and not isinstance(asked, bool) and asked != -1 else None

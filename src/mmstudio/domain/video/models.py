@@ -1,6 +1,8 @@
-"""The video models mmstudio can call: each cloud vendor's table of models with their capabilities,
-usable when the vendor's key is set, resolved by id (``provider/model``), by the vendor's bare name, or by
-an alias (the seed's ``runway-gen3-alpha``), and the plan a video job tries in order.
+"""The video models mmstudio can call: the local engines' video workflows (ComfyUI's, usable while the
+engine answers and has the workflow's files), then each cloud vendor's table of models with their
+capabilities, usable when the vendor's key is set; resolved by id (``provider/model``), by the vendor's
+bare name, or by an alias (the seed's ``runway-gen3-alpha``), and the plan a video job tries in order:
+local first, then cloud.
 
 Sora is supported but never chosen for you (OpenAI deprecated the endpoints): it is tried only when named.
 """
@@ -11,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mmstudio.domain.video.handler import VideoModel
+from mmstudio.domain.video.local import LocalVideoEngines
 from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelRegistered
 from mmstudio.providers.media import CLOUD_VIDEO_MODELS, cloud_video_models
 from mmstudio.providers.media.video_base import VideoAdapter, VideoCapabilities
@@ -33,7 +36,8 @@ DISPLAY_NAMES = {
 }
 NEVER_DEFAULT = frozenset({"openai"})
 NO_VIDEO_MODEL = (
-    "Add a video model: set RUNWAYML_API_SECRET, XAI_API_KEY or GEMINI_API_KEY (or OPENAI_API_KEY for Sora)."
+    "Add a video model: start ComfyUI with a Wan video model, or set RUNWAYML_API_SECRET, XAI_API_KEY or "
+    "GEMINI_API_KEY (or OPENAI_API_KEY for Sora)."
 )
 
 
@@ -45,21 +49,29 @@ class VideoEntry:
     display_name: str
     capabilities: VideoCapabilities
     usable: bool
-    reason: str | None  # why it is not usable (the variable to set)
+    reason: str | None  # why it is not usable (the variable to set, the engine to start)
+    local: bool = False
 
 
 class VideoModels:
-    """`keys` maps a provider to whether its key is set; `adapter_for(provider)` builds its adapter."""
+    """`keys` maps a provider to whether its key is set; `adapter_for(provider)` builds its adapter;
+    `local` gives the local engines' video models (call `refresh` to look at them again)."""
 
-    def __init__(self, keys: Mapping[str, bool], adapter_for: Callable[[str], VideoAdapter]) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bool],
+        adapter_for: Callable[[str], VideoAdapter],
+        local: LocalVideoEngines | None = None,
+    ) -> None:
         self._adapter_for = adapter_for
         self._adapters: dict[str, VideoAdapter] = {}
-        self.entries: dict[str, VideoEntry] = {}
+        self.local = local
+        self.cloud: dict[str, VideoEntry] = {}
         for provider in CLOUD_VIDEO_MODELS:
             for upstream, caps in cloud_video_models(provider).items():
                 model_id = f"{provider}/{upstream}"
                 usable = keys.get(provider, False)
-                self.entries[model_id] = VideoEntry(
+                self.cloud[model_id] = VideoEntry(
                     id=model_id,
                     provider=provider,
                     upstream=upstream,
@@ -69,15 +81,39 @@ class VideoModels:
                     reason=None if usable else f"set {caps.key_env or provider.upper() + '_API_KEY'}",
                 )
 
+    async def refresh(self) -> None:
+        """Look again at what the local engines can run (at most every few seconds per engine)."""
+        if self.local is not None:
+            await self.local.refresh()
+
+    @property
+    def entries(self) -> dict[str, VideoEntry]:
+        """Every video model, local ones first, as of the last `refresh`."""
+        found: dict[str, VideoEntry] = {}
+        for model in self.local.models() if self.local is not None else ():
+            model_id = f"{model.provider}/{model.name}"
+            found[model_id] = VideoEntry(
+                id=model_id,
+                provider=model.provider,
+                upstream=model.name,
+                display_name=model.display_name,
+                capabilities=model.capabilities,
+                usable=model.usable,
+                reason=model.reason,
+                local=True,
+            )
+        return {**found, **self.cloud}
+
     def usable_ids(self) -> list[str]:
         return [e.id for e in self.entries.values() if e.usable]
 
     def entry(self, ref: str) -> VideoEntry:
         """By id, alias or the vendor's bare name; anything else is a 400 listing the video models."""
         key = ALIASES.get(ref.strip().lower(), ref.strip())
-        found = self.entries.get(key)
+        entries = self.entries
+        found = entries.get(key)
         if found is None:
-            bare = [e for e in self.entries.values() if e.upstream == key]
+            bare = [e for e in entries.values() if e.upstream == key]
             found = bare[0] if len(bare) == 1 else None
         if found is None:
             listing = ", ".join(self.usable_ids()) or "none right now. " + NO_VIDEO_MODEL
@@ -86,13 +122,18 @@ class VideoModels:
             )
         return found
 
-    def resolve(self, ref: str) -> VideoModel:
+    def resolve(self, ref: str, *, usable_only: bool = True) -> VideoModel:
+        """The model ready to call. A job's worker resolves with `usable_only` False: the plan was
+        checked when the job was made, and a model that stopped being usable since fails at its vendor
+        (no key, engine offline) like any other failure, so the next model is tried."""
         entry = self.entry(ref)
-        if not entry.usable:
+        if usable_only and not entry.usable:
             raise InvalidRequest(
                 f"{entry.display_name} ({entry.id}) is not usable: {entry.reason}", field="model"
             )
-        adapter = self._adapters.get(entry.provider)
+        adapter = self.local.adapter(entry.provider) if entry.local and self.local is not None else None
+        if adapter is None:
+            adapter = self._adapters.get(entry.provider)
         if adapter is None:
             adapter = self._adapters[entry.provider] = self._adapter_for(entry.provider)
         return VideoModel(
@@ -104,17 +145,18 @@ class VideoModels:
             display_name=entry.display_name,
         )
 
-    def plan(self, ref: str | None, *, fallbacks: bool = True, has_image: bool = True) -> list[str]:
-        """The chosen model, then (with fallbacks) the first usable model of each other keyed vendor
-        in the table's order (never Sora unless named). Without a choice, those alone. Without a start
-        image (`has_image` False) models that only animate an image are left out, and choosing one is a
-        400 saying what to give it."""
+    def plan(self, ref: str | None, *, fallbacks: bool = True, has_image: bool | None = None) -> list[str]:
+        """The chosen model, then (with fallbacks) the first usable model of each other local engine and
+        keyed vendor, local first, in the table's order (never Sora unless named). Without a choice,
+        those alone. Without a start image (`has_image` False) models that only animate an image are left
+        out, and choosing one is a 400 saying what to give it; with one, models that cannot start from
+        an image are left out of the fallbacks. `has_image` None (a listing) leaves both in."""
         chosen = self.entry(ref) if ref else None
         if chosen is not None and not chosen.usable:
             raise InvalidRequest(
                 f"{chosen.display_name} ({chosen.id}) is not usable: {chosen.reason}", field="model"
             )
-        if chosen is not None and not has_image and not chosen.capabilities.text_to_video:
+        if chosen is not None and has_image is False and not chosen.capabilities.text_to_video:
             raise InvalidRequest(
                 f"{chosen.display_name} ({chosen.id}) makes a video from a start image: give start_image "
                 "(an uploaded image), or after_job with the job that makes the image",
@@ -126,12 +168,14 @@ class VideoModels:
             for entry in self.entries.values():
                 if not entry.usable or entry.provider in seen or entry.provider in NEVER_DEFAULT:
                     continue
-                if not has_image and not entry.capabilities.text_to_video:
+                if has_image is False and not entry.capabilities.text_to_video:
+                    continue
+                if has_image is True and not entry.capabilities.image_to_video:
                     continue
                 plan.append(entry.id)
                 seen.add(entry.provider)
         if not plan:
-            if not has_image and any(
+            if has_image is False and any(
                 e.usable and not e.capabilities.text_to_video for e in self.entries.values()
             ):
                 raise InvalidRequest(

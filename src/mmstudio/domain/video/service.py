@@ -46,6 +46,7 @@ class VideoService:
                 f"prompt is {len(order.prompt)} characters; at most {MAX_PROMPT}", field="prompt"
             )
         has_image = bool(order.start_image or order.after_job)  # after_job: the image it waits for
+        await self.models.refresh()  # what the local engines can run now
         plan = self.models.plan(order.model, fallbacks=order.fallbacks, has_image=has_image)
         chosen = self.models.entry(plan[0]).capabilities
         for name, value, allowed in (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import Any
 
 import httpx
 
@@ -57,10 +58,10 @@ CLOUD_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
     "gemini": ("gemini_video", "gemini_video", "VEO_VIDEO_MODELS"),
     "openai": ("openai_videos", "openai_videos", "OPENAI_VIDEO_MODELS"),
 }
-# Local engine flavor -> (its video protocol, module, table of its video workflows' capabilities). These
-# need no key: a model is usable when the engine's endpoint is up and can run its workflow.
-LOCAL_VIDEO_MODELS: dict[str, tuple[str, str, str]] = {
-    "comfyui": ("comfyui_video", "comfyui_video", "COMFYUI_VIDEO_MODELS"),
+# Local engine flavor -> (its video protocol, module, table of its video workflows' capabilities, their
+# display names). These need no key: a model is usable when the engine is up and can run its workflow.
+LOCAL_VIDEO_MODELS: dict[str, tuple[str, str, str, str]] = {
+    "comfyui": ("comfyui_video", "comfyui_video", "COMFYUI_VIDEO_MODELS", "COMFYUI_VIDEO_DISPLAY_NAMES"),
 }
 
 
@@ -105,26 +106,27 @@ def create_image_adapter(protocol: str, config: EndpointConfig, client: httpx.As
     return adapter
 
 
-def cloud_video_models(provider: str) -> dict[str, VideoCapabilities]:
-    """The video models of a cloud provider and what each can do ({} for a provider without video)."""
-    where = CLOUD_VIDEO_MODELS.get(provider)
+def _video_table(where: tuple[str, ...] | None, index: int) -> dict[str, Any]:
     if where is None:
         return {}
-    _protocol, module, name = where
-    table = _load(module, name)
+    table = _load(where[1], where[index])
     assert isinstance(table, dict)
     return dict(table)
+
+
+def cloud_video_models(provider: str) -> dict[str, VideoCapabilities]:
+    """The video models of a cloud provider and what each can do ({} for a provider without video)."""
+    return _video_table(CLOUD_VIDEO_MODELS.get(provider), 2)
 
 
 def local_video_models(flavor: str) -> dict[str, VideoCapabilities]:
     """The video models of a local engine flavor and what each can do ({} for one without video)."""
-    where = LOCAL_VIDEO_MODELS.get(flavor)
-    if where is None:
-        return {}
-    _protocol, module, name = where
-    table = _load(module, name)
-    assert isinstance(table, dict)
-    return dict(table)
+    return _video_table(LOCAL_VIDEO_MODELS.get(flavor), 2)
+
+
+def local_video_names(flavor: str) -> dict[str, str]:
+    """The display names of a local engine flavor's video models ({} for one without video)."""
+    return _video_table(LOCAL_VIDEO_MODELS.get(flavor), 3)
 
 
 def create_video_adapter(protocol: str, config: EndpointConfig, client: httpx.AsyncClient) -> VideoAdapter:

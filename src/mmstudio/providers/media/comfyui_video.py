@@ -117,6 +117,7 @@ def _wan(image_to_video: bool, typical_seconds: float) -> VideoCapabilities:
         aspect_ratios=tuple(WAN_480P),
         resolutions=("480p",),
         image_to_video=image_to_video,
+        text_to_video=not image_to_video,  # the i2v workflow needs its start frame
         seed=True,
         poll_interval_s=1.0,  # a local server: a poll is two small requests
         typical_seconds=typical_seconds,
