@@ -17,7 +17,7 @@ from mmstudio.errors import InvalidRequest, StudioError
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.images_api import ImageFields
-from mmstudio.web.sse import sse_event, sse_response
+from mmstudio.web.sse import sse_event, sse_response, with_keepalive
 
 router = APIRouter(tags=["jobs"])
 
@@ -165,7 +165,7 @@ async def all_job_events(studio: StudioDep) -> Response:
         async for job in studio.jobs.follow_all():
             yield sse_event("job", job_json(job))
 
-    return sse_response(frames())
+    return sse_response(with_keepalive(frames()))
 
 
 @router.get("/api/jobs/{job_id}")
@@ -185,7 +185,7 @@ async def job_events(job_id: str, studio: StudioDep) -> Response:
             if job.state in TERMINAL:
                 yield sse_event("done" if job.state == "complete" else "error", job_json(job))
 
-    return sse_response(frames())
+    return sse_response(with_keepalive(frames()))  # a job queued behind others can be quiet for long
 
 
 @router.post("/api/jobs/{job_id}/cancel")
