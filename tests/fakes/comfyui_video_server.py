@@ -29,7 +29,8 @@ It is `FakeComfyUIServer` (graph validation, the queue, the worker, the websocke
 `submissions` counts the prompts ``/prompt`` accepted. `fail(route, *faults)` scripts the next requests
 to ``/prompt``, ``/history``, ``/queue`` or ``/view``: a status answers with ComfyUI's (aiohttp's)
 plain-text error page, ``"drop"`` sends half an answer and cuts the connection, and for ``/prompt``
-``"accept_then_drop"`` queues the prompt and then cuts the answer (the client never learns its id).
+``"accept_then_drop"`` queues the prompt and then cuts the answer (the client never learns its id);
+`hold_answers()` queues the next prompts and answers none until the client hangs up.
 
 The base fake's node table (`comfyui_server.NODES`) gains the video classes when this module is imported:
 new names only, none changed, so image graphs validate and run exactly as before (a real ComfyUI with
@@ -40,6 +41,7 @@ in the same step, so no poll ever sees a finished prompt without its video.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -183,6 +185,14 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
         self._install()
         self.submissions = 0
         self.faults: dict[str, deque[int | str]] = {}
+        # Crash tests: `hold_answers()` queues the next prompts but keeps their answers until the client
+        # hangs up (a worker killed after ComfyUI accepted, before it heard the prompt id); `answer_held`
+        # is set when that point is reached.
+        self.holding_answers = False
+        self.answer_held = threading.Event()
+
+    def hold_answers(self) -> None:
+        self.holding_answers = True
 
     def _install(self) -> None:
         unets, text_encoders, vaes, clip_visions = self._installed
@@ -199,6 +209,8 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
         self._install()
         self.submissions = 0
         self.faults = {}
+        self.holding_answers = False
+        self.answer_held.clear()
 
     # -- scripting -----------------------------------------------------------------------------
 
@@ -245,6 +257,10 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
             self.submissions += 1
             if fault == "accept_then_drop":
                 return self._faulty("drop", bytes(response.body))
+            if self.holding_answers:  # queued, but the client hears nothing until it hangs up
+                self.answer_held.set()
+                await request.receive()  # the body was read: the next message is the disconnect
+                return Response(status_code=499)
         return response
 
     async def _video_history(self, request: Request) -> Response:

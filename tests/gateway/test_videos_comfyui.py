@@ -210,3 +210,42 @@ async def test_a_restart_resumes_polling_the_prompt(live: OpenLive, comfy: FakeC
     done = await wait_done(second, job_id)
     assert done["job"]["state"] == "complete" and done["job"]["attemptCount"] == 2, done["job"]
     assert comfy.submissions == 1  # polled by its prompt id, never queued again
+
+
+async def test_a_create_whose_answer_was_cut_is_found_not_queued_again(
+    live: OpenLive, comfy: FakeComfyUIVideoServer
+) -> None:
+    running = await live(
+        env_for(comfy), config=StudioConfig(videos=FAST.videos.model_copy(update={"retry_backoff_s": 0.01}))
+    )
+    comfy.fail("/prompt", "accept_then_drop")  # ComfyUI queued it; the answer with its id was cut
+    body = {"prompt": "a fox", "model": "comfyui/wan-t2v", "duration_s": 1}
+    made = await running.client.post("/api/videos", json=body)
+    done = await wait_done(running, made.json()["id"])
+    job = done["job"]
+    assert job["state"] == "complete", job
+    assert comfy.submissions == 1  # the retry asked ComfyUI for the prompt id it had stored first
+    assert [a["outcome"] for a in job["attempts"]] == ["error", "submitted"]
+    assert "dropped the connection" in job["attempts"][0]["error"]
+
+
+async def test_a_worker_killed_after_comfyui_accepted_resumes_by_the_stored_prompt_id(
+    live: OpenLive, comfy: FakeComfyUIVideoServer
+) -> None:
+    config = StudioConfig(videos=FAST.videos.model_copy(update={"lease_seconds": 0.5}))
+    first = await live(env_for(comfy), config=config)
+    comfy.hold_answers()
+    made = await first.client.post("/api/videos", json={"prompt": "a fox", "model": "comfyui/wan-t2v"})
+    job_id = made.json()["id"]
+    assert await asyncio.to_thread(comfy.answer_held.wait, 10)  # ComfyUI has queued it
+    await first.studio.worker.stop(release=False)  # killed mid-call: no answer, the lease left to expire
+    comfy.holding_answers = False
+    stored = (await first.client.get(f"/api/jobs/{job_id}")).json()
+    assert stored["state"] == "submitting" and stored["upstreamHandle"] is None
+
+    second = await live(env_for(comfy), config=config)
+    done = await wait_done(second, job_id)
+    job = done["job"]
+    assert job["state"] == "complete", job
+    assert comfy.submissions == 1  # found under the prompt id stored before the call, never queued again
+    assert job["attempts"][-1]["outcome"] == "submitted" and job["attempts"][-1]["found"] is True

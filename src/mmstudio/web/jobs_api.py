@@ -214,6 +214,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "plan": list(job.plan),
         "request": dict(job.request),
         "attempts": [dict(a) for a in job.attempts],
+        "upstreamHandle": job.upstream_handle,  # the vendor's id for it (request id, operation, prompt id)
         # How the request was fitted to the chosen model: {"adjusted": {field: {asked, sent}}, "dropped"}
         "notes": dict(job.info.get("notes") or {}),
         "dependsOn": job.depends_on,

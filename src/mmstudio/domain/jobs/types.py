@@ -26,11 +26,12 @@ STATES: tuple[JobState, ...] = (
 TERMINAL: frozenset[JobState] = frozenset({"complete", "failed", "cancelled"})
 ACTIVE: frozenset[JobState] = frozenset({"submitting", "running", "downloading"})
 
-# What may follow each state. `submitting -> queued` is a retry before the upstream accepted anything;
+# What may follow each state. `submitting -> queued` is a retry before the upstream accepted anything,
+# `submitting -> submitting` stores the handle a create is about to be made under (`JobContext.intend`);
 # `downloading -> running` goes back to polling when a result must be fetched again.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     "queued": frozenset({"submitting", "failed", "cancelled"}),
-    "submitting": frozenset({"queued", "running", "failed", "cancelled"}),
+    "submitting": frozenset({"submitting", "queued", "running", "failed", "cancelled"}),
     "running": frozenset({"running", "downloading", "complete", "failed", "cancelled"}),
     "downloading": frozenset({"running", "complete", "failed", "cancelled"}),
     "complete": frozenset(),

@@ -109,6 +109,12 @@ class JobContext:
         if self.job.state != "downloading":
             self._update(await self.store.move(self.job.id, self.owner, "downloading"))
 
+    async def intend(self, intended: Mapping[str, Any]) -> None:
+        """About to create the job upstream under a handle the caller chose (`intended` names it and
+        the model): stored first, so a create whose answer is lost is found by asking the vendor."""
+        info = {**self.job.info, "intended": dict(intended)}
+        self._update(await self.store.move(self.job.id, self.owner, "submitting", info=info))
+
     async def polling_again(self) -> None:
         """Back from downloading to polling (a result that must be fetched again)."""
         self._update(await self.store.move(self.job.id, self.owner, "running"))

@@ -20,7 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mmstudio.domain.jobs.types import Job
@@ -38,7 +38,13 @@ from mmstudio.errors import (
     UnsupportedMediaType,
 )
 from mmstudio.providers.media.base import InputImage
-from mmstudio.providers.media.video_base import VideoAdapter, VideoCapabilities, VideoRequest, VideoStatus
+from mmstudio.providers.media.video_base import (
+    ChosenHandles,
+    VideoAdapter,
+    VideoCapabilities,
+    VideoRequest,
+    VideoStatus,
+)
 
 ESTIMATE_CAP = 95.0
 
@@ -83,8 +89,12 @@ class VideoJobHandler:
     async def run(self, context: JobContext) -> Sequence[str]:
         job = context.job
         attempts: list[dict[str, Any]] = [dict(a) for a in job.attempts]
-        if job.upstream_handle is None:
-            model, handle = await self._submit(job, attempts, await self._chained_start(context))
+        found = await self._intended(job, attempts) if job.upstream_handle is None else None
+        if found is not None:  # a create whose answer a dead worker never got: the vendor has it
+            model, handle = found
+            await context.submitted(handle, provider=model.provider, model=model.id, attempts=attempts)
+        elif job.upstream_handle is None:
+            model, handle = await self._submit(context, attempts, await self._chained_start(context))
             await context.submitted(handle, provider=model.provider, model=model.id, attempts=attempts)
         else:
             assert job.model is not None
@@ -115,10 +125,46 @@ class VideoJobHandler:
                 return asset.id
         return None
 
+    async def _intended(self, job: Job, attempts: list[dict[str, Any]]) -> tuple[VideoModel, str] | None:
+        """The handle a worker stored before a create whose answer it never got (it died, or the
+        connection was cut), when the vendor has a video under it: accepted, so it is polled."""
+        intended = job.info.get("intended")
+        if not isinstance(intended, Mapping):
+            return None
+        handle, model_id = intended.get("handle"), intended.get("model")
+        if not isinstance(handle, str) or not isinstance(model_id, str):
+            return None
+        model = self.models(model_id)
+        if not isinstance(model.adapter, ChosenHandles) or not await self._knows(model, handle):
+            return None
+        spec = dict(job.request)
+        chained = intended.get("startImage")
+        if isinstance(chained, str):
+            spec["start_image"] = chained
+        entry = _attempt(model.id, "submitted", 0.0)
+        entry.update(fit(spec, model.capabilities).notes(), found=True)
+        if isinstance(chained, str):
+            entry["startImage"] = chained
+        attempts.append(entry)
+        return model, handle
+
+    async def _knows(self, model: VideoModel, handle: str) -> bool:
+        """Whether the vendor has `handle`, asked again (with backoff) while it cannot say."""
+        assert isinstance(model.adapter, ChosenHandles)
+        for attempt in range(self.retries + 4):
+            try:
+                return await model.adapter.knows(handle, model.upstream)
+            except ProviderError as exc:
+                if not exc.retryable or attempt == self.retries + 3:
+                    raise
+                await self._sleep(self._delay(attempt, exc))
+        raise AssertionError("unreachable")
+
     async def _submit(
-        self, job: Job, attempts: list[dict[str, Any]], chained_start: str | None = None
+        self, context: JobContext, attempts: list[dict[str, Any]], chained_start: str | None = None
     ) -> tuple[VideoModel, str]:
         last: ProviderError | None = None
+        job = context.job
         spec = dict(job.request)
         if chained_start is not None:
             spec["start_image"] = chained_start
@@ -126,10 +172,22 @@ class VideoJobHandler:
             model = self.models(model_id)
             fitted = fit(spec, model.capabilities)
             request = await self._request(spec, model, fitted)
+            chooser = model.adapter if isinstance(model.adapter, ChosenHandles) else None
+            chosen: str | None = None
+            if chooser is not None:  # the handle is stored before the create call
+                chosen = chooser.new_handle()
+                intended = {"handle": chosen, "model": model.id}
+                if chained_start is not None:
+                    intended["startImage"] = chained_start
+                await context.intend(intended)
+                request = replace(request, handle=chosen)
             for attempt in range(self.retries + 1):
                 started = self._clock()
                 try:
-                    handle = await model.adapter.submit(request)
+                    if chooser and chosen and attempt > 0 and await chooser.knows(chosen, model.upstream):
+                        handle = chosen  # the create before was accepted; only its answer was lost
+                    else:
+                        handle = await model.adapter.submit(request)
                 except ProviderError as exc:
                     last = exc
                     attempts.append(_attempt(model.id, "error", self._clock() - started, exc))

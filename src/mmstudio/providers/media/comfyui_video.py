@@ -493,7 +493,9 @@ class ComfyUIVideoAdapter(HTTPAdapter):
             values["start_image"] = await self.comfy.upload(request.start_image, request.model)
         graph = workflow.fill(values)
         await self.feed.open()  # before the prompt is queued, so none of its messages is missed
-        prompt_id = str(uuid.uuid4())  # ours, so it is watched before ComfyUI can send anything of it
+        # Ours (the job stored it before this call), so it is watched before ComfyUI can send anything
+        # of it, and a create whose answer is lost is found by `knows`.
+        prompt_id = request.handle or self.new_handle()
         self.feed.watched.add(prompt_id)
         body = {"prompt": graph, "client_id": self.feed.client_id, "prompt_id": prompt_id}
         try:
@@ -509,6 +511,21 @@ class ComfyUIVideoAdapter(HTTPAdapter):
             self.feed.watched.discard(prompt_id)
             self.feed.watched.add(handle)
         return handle
+
+    def new_handle(self) -> str:
+        return str(uuid.uuid4())
+
+    async def knows(self, handle: str, model: str) -> bool:
+        """Whether ComfyUI has prompt `handle`: in its history, or queued or running."""
+        if await prompt_history(self, handle, model) is not None:
+            return True
+        queue = await self.request_json("GET", "queue", model=model, timeout=_SHORT)
+        queue = queue if isinstance(queue, dict) else {}
+        if _listed(queue.get("queue_running"), handle) or _listed(queue.get("queue_pending"), handle):
+            if self.feed.live:
+                self.feed.watched.add(handle)  # its step progress again (a socket open now sees it)
+            return True
+        return await prompt_history(self, handle, model) is not None  # it may have finished between
 
     # -- poll ----------------------------------------------------------------------------------
 

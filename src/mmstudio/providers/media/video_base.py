@@ -53,6 +53,7 @@ class VideoRequest:
     start_image: InputImage | None = None
     end_image: InputImage | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    handle: str | None = None  # for a `ChosenHandles` vendor: create the video under this handle
 
 
 VideoState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -70,6 +71,19 @@ class VideoStatus:
     result_url: str | None = None
     duration_s: float | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ChosenHandles(Protocol):
+    """A vendor that creates a video under a handle the caller chooses (ComfyUI's ``prompt_id``). The
+    job stores the handle *before* the create call, so a create whose answer was lost (a cut connection,
+    a worker killed mid-call) is found by asking for it, never submitted a second time."""
+
+    def new_handle(self) -> str: ...
+
+    async def knows(self, handle: str, model: str) -> bool:
+        """Whether the vendor has a video under `handle` (queued, running or finished)."""
+        ...
 
 
 @runtime_checkable
