@@ -30,6 +30,17 @@ async def blank_postgres_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+async def pg_fetch(database_url: str, sql: str) -> list[dict[str, object]]:
+    """The rows `sql` reads from the database at `database_url` (a SQLAlchemy asyncpg URL)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return [dict(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
     yield await blank_postgres_database(postgres_admin_url)

@@ -129,6 +129,7 @@ def serve(
 
     try:
         settings = _settings(config, data_dir, host=host, port=port)
+        settings.job_engine  # noqa: B018 - videos.engine checked against the database before serving
     except StudioError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         raise typer.Exit(1) from None
@@ -138,6 +139,7 @@ def serve(
     logging.basicConfig(
         level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)  # not a line per job deferred or run
     uvicorn.run(
         create_app(settings),
         host=host,

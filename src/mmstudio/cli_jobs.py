@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             settings = cli.with_worker(cli._settings(config, data_dir), run=True, concurrency=concurrency)
+            settings.job_engine  # noqa: B018 - videos.engine checked against the database before starting
         except StudioError as exc:
             cli.err.print(f"[red]error:[/] {exc.message}")
             raise typer.Exit(1) from None
@@ -100,6 +101,7 @@ def register(app: typer.Typer) -> None:
             level=log_level.value.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per vendor poll
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)  # not two lines per job carried
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -110,8 +112,9 @@ def register(app: typer.Typer) -> None:
             try:
                 studio.start_background()  # detection and health (image jobs plan with them), the worker
                 cli.err.print(
-                    f"mmstudio worker {studio.worker.owner}: {', '.join(studio.worker.handlers)} jobs, "
-                    f"{studio.worker.concurrency} at once (data: {settings.data_dir.resolve()})"
+                    f"mmstudio worker {studio.worker.owner}, {settings.job_engine} engine: "
+                    f"{', '.join(studio.worker.handlers)} jobs, {studio.worker.concurrency} at once "
+                    f"(data: {settings.data_dir.resolve()})"
                 )
                 await stop.wait()
                 cli.err.print("stopping: the running jobs' leases go back for another worker")
@@ -190,7 +193,7 @@ async def _follow(studio: Studio, job_id: str, out: Path | None) -> None:
 
     from mmstudio import cli
 
-    worker = asyncio.create_task(studio.worker.run_forever(), name="mmstudio-cli-worker")
+    worker = asyncio.create_task(studio.run_jobs(), name="mmstudio-cli-worker")
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -209,7 +212,7 @@ async def _follow(studio: Studio, job_id: str, out: Path | None) -> None:
                 )
                 final = job
     finally:
-        await studio.worker.stop()
+        await studio.stop_jobs()
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker

@@ -209,6 +209,12 @@ class VideosConfig(_Strict):
         default=None, gt=0, le=600, description="seconds between polls; empty: what each vendor asks for"
     )
     worker: bool = Field(default=True, description="run jobs in this process (serve); false: API only")
+    engine: Literal["auto", "table", "procrastinate"] = Field(
+        default="auto",
+        description="how jobs reach workers: `table` (workers claim rows of the jobs table), `procrastinate` "
+        "(PostgreSQL only: a procrastinate queue carries job ids, the jobs table stays the truth), `auto` "
+        "(procrastinate on PostgreSQL, table on SQLite)",
+    )
     retry_backoff_s: float = Field(
         default=1.0,
         gt=0,

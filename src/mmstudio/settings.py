@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from mmstudio.config import StudioConfig, load_config
+from mmstudio.errors import ConfigError
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -110,6 +112,20 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mmstudio.db').resolve()}"
+
+    @property
+    def job_engine(self) -> Literal["table", "procrastinate"]:
+        """How jobs reach workers (`videos.engine` with `auto` resolved for this database)."""
+        engine = self.config.videos.engine
+        postgres = not self.resolved_database_url.startswith("sqlite")
+        if engine == "auto":
+            return "procrastinate" if postgres else "table"
+        if engine == "procrastinate" and not postgres:
+            raise ConfigError(
+                "videos.engine: procrastinate needs PostgreSQL (MMSTUDIO_DATABASE_URL=postgresql://...); "
+                "allowed: auto, table, procrastinate (auto is table on SQLite)"
+            )
+        return engine
 
     @property
     def secrets(self) -> tuple[str, ...]:

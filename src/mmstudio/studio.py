@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -70,6 +70,9 @@ from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
 from mmstudio.storage.runner import Runner, open_runner
 from mmstudio.storage.secrets import SecretBox
+
+if TYPE_CHECKING:
+    from mmstudio.storage.job_queue import ProcrastinateQueue
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +144,13 @@ class Studio:
         self.registry = registry
         self.chat_db: Runner | None = None  # where Chat Studio's SQL runs (its own threads on SQLite)
         self._background: set[asyncio.Task[Any]] = set()
+        self.queue: ProcrastinateQueue | None = None  # the procrastinate engine's (None: the table engine)
 
     @classmethod
     async def open(cls, settings: Settings, *, environ: dict[str, str] | None = None) -> Studio:
         """Migrate the database and load the registry. No network: call `start_background()` for that."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        job_engine = settings.job_engine  # a bad videos.engine fails here, before anything is opened
         engine = create_engine(settings.resolved_database_url)
         try:
             await migrate(engine)
@@ -263,7 +268,16 @@ class Studio:
             video_models = VideoModels(
                 {p: v.enabled for p, v in vendors.items()}, video_adapter, studio.local_videos
             )
-            studio.jobs = JobService(JobRepository(sessions))
+            if job_engine == "procrastinate":
+                from mmstudio.storage.job_queue import ProcrastinateQueue
+
+                studio.queue = ProcrastinateQueue(
+                    settings.resolved_database_url,
+                    lease_seconds=settings.config.videos.lease_seconds,
+                    concurrency=settings.config.videos.concurrency,
+                )
+                await studio.queue.open()  # its schema applied when absent
+            studio.jobs = JobService(JobRepository(sessions), queue=studio.queue)
             studio.videos = VideoService(video_models, studio.jobs, studio.media)
             studio.image_jobs = ImageJobs(studio.images, studio.jobs)
             studio.worker = JobWorker(
@@ -280,6 +294,7 @@ class Studio:
                 concurrency=settings.config.videos.concurrency,
                 lease_seconds=settings.config.videos.lease_seconds,
                 idle_seconds=2.0,  # new and cancelled jobs wake it at once
+                cap_wait_seconds=settings.config.videos.lease_seconds / 3,  # procrastinate: then retried
                 on_change=studio.jobs.changed,
                 wake=studio.jobs.wake,
                 provider_cap=lambda provider: settings.config.videos.provider_cap(
@@ -302,7 +317,23 @@ class Studio:
         self.metrics.start()
         self._spawn(self._flush_sessions_every(1.0), "mmstudio-sessions")
         if self.settings.config.videos.worker:
-            self._spawn(self.worker.run_forever(), "mmstudio-jobs")  # jobs a restart left are resumed
+            self._spawn(self.run_jobs(), "mmstudio-jobs")  # jobs a restart left are resumed
+
+    async def run_jobs(self) -> None:
+        """Run jobs until cancelled (stop `worker` first: the leases go back): the table engine claims
+        rows, the procrastinate engine runs the job ids its queue hands over."""
+        if self.queue is None:
+            await self.worker.run_forever()
+        else:
+            await self.queue.run_worker(self.worker.run_id, name=self.worker.owner)
+
+    async def stop_jobs(self) -> None:
+        """Take no more jobs; running jobs' leases go back (the next worker or start resumes them)."""
+        if self.queue is not None:
+            self.queue.stop()
+        worker: JobWorker | None = getattr(self, "worker", None)
+        if worker is not None:
+            await worker.stop()
 
     async def _flush_sessions_every(self, seconds: float) -> None:
         while True:
@@ -325,9 +356,7 @@ class Studio:
         codegen: CodegenService | None = getattr(self, "codegen", None)
         if codegen is not None:
             await codegen.close()  # generations in flight are stored `interrupted`, text kept
-        worker: JobWorker | None = getattr(self, "worker", None)
-        if worker is not None:
-            await worker.stop()  # running jobs' leases go back: the next start resumes them
+        await self.stop_jobs()
         local_videos: LocalVideoEngines | None = getattr(self, "local_videos", None)
         if local_videos is not None:
             await local_videos.aclose()  # ComfyUI's progress sockets
@@ -346,6 +375,8 @@ class Studio:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.client.aclose()
+        if self.queue is not None:
+            await self.queue.close()
         if self.chat_db is not None:
             await self.chat_db.close()
         if self.metrics_engine is not None:

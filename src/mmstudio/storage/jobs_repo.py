@@ -85,6 +85,37 @@ def _sources(target: JobState) -> list[str]:
     return [s for s in STATES if target in TRANSITIONS[s]]
 
 
+def _claimable(now: datetime, kinds: Iterable[str] | None, skip_providers: Iterable[str]) -> Any:
+    """A job a worker may take now: queued with its dependency (if any) complete, or active with its
+    worker's lease gone; of `kinds`, and not of `skip_providers`."""
+    done = aliased(JobRow)
+    free = or_(JobRow.lease_owner.is_(None), JobRow.lease_expires_at < now)
+    ready = or_(
+        JobRow.depends_on.is_(None),
+        JobRow.depends_on.in_(select(done.id).where(done.state == "complete").scalar_subquery()),
+    )
+    claimable = and_(
+        free,
+        or_(and_(JobRow.state == "queued", ready), JobRow.state.in_(list(ACTIVE))),
+    )
+    if kinds is not None:
+        claimable = and_(claimable, JobRow.kind.in_(list(kinds)))
+    skipped = list(skip_providers)
+    if skipped:
+        claimable = and_(claimable, or_(JobRow.provider.is_(None), JobRow.provider.not_in(skipped)))
+    return claimable
+
+
+def _lease(owner: str, now: datetime, lease_seconds: float) -> dict[str, Any]:
+    return {
+        "lease_owner": owner,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "attempt_count": JobRow.attempt_count + 1,
+        "started_at": func.coalesce(JobRow.started_at, now),
+        "updated_at": now,
+    }
+
+
 class JobRepository:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
@@ -209,21 +240,7 @@ class JobRepository:
         it has an upstream handle). Highest priority first, then oldest. None when there is none.
         Jobs of `skip_providers` (those the worker runs as many of as it may) are left for later."""
         now = now or utc_now()
-        done = aliased(JobRow)
-        free = or_(JobRow.lease_owner.is_(None), JobRow.lease_expires_at < now)
-        ready = or_(
-            JobRow.depends_on.is_(None),
-            JobRow.depends_on.in_(select(done.id).where(done.state == "complete").scalar_subquery()),
-        )
-        claimable = and_(
-            free,
-            or_(and_(JobRow.state == "queued", ready), JobRow.state.in_(list(ACTIVE))),
-        )
-        if kinds is not None:
-            claimable = and_(claimable, JobRow.kind.in_(list(kinds)))
-        skipped = list(skip_providers)
-        if skipped:
-            claimable = and_(claimable, or_(JobRow.provider.is_(None), JobRow.provider.not_in(skipped)))
+        claimable = _claimable(now, kinds, skip_providers)
         candidate = (
             select(JobRow.id)
             .where(claimable)
@@ -235,19 +252,38 @@ class JobRepository:
         statement = (
             update(JobRow)
             .where(JobRow.id == candidate, claimable)  # checked again on the row itself
-            .values(
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempt_count=JobRow.attempt_count + 1,
-                started_at=func.coalesce(JobRow.started_at, now),
-                updated_at=now,
-            )
+            .values(**_lease(owner, now, lease_seconds))
             .returning(*COLUMNS)
         )
         async with self._sessions() as session:
             # A read first: an idle worker asking every few seconds never takes SQLite's write lock.
             if await session.scalar(select(JobRow.id).where(claimable).limit(1)) is None:
                 return None
+        async with self._sessions() as session, session.begin():
+            row = (await session.execute(statement)).mappings().first()
+        return _job(row) if row is not None else None
+
+    async def claim_id(
+        self,
+        job_id: str,
+        owner: str,
+        *,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
+    ) -> Job | None:
+        """Take the job `job_id` for `owner` on the same conditions as `claim` (claimable state, no live
+        lease, its dependency complete, its provider not skipped): what a queue's task does with the id
+        it carries. None when it is not claimable now; two claimers of one id never both get it (the
+        second `UPDATE` sees the first one's lease)."""
+        now = now or utc_now()
+        statement = (
+            update(JobRow)
+            .where(JobRow.id == job_id, _claimable(now, kinds, skip_providers))
+            .values(**_lease(owner, now, lease_seconds))
+            .returning(*COLUMNS)
+        )
         async with self._sessions() as session, session.begin():
             row = (await session.execute(statement)).mappings().first()
         return _job(row) if row is not None else None

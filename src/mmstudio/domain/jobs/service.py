@@ -4,26 +4,36 @@ store, with live changes from the worker in this process and the database for th
 Following a job (`follow`) first yields its current row, then every change: from this process's worker
 at once, and from other processes' workers through the database (read again every `poll_seconds`), so a
 page or a CLI watching a job sees it move wherever it runs. It ends after the terminal state.
+
+With a `queue` (the procrastinate engine), a job created here is also handed to the queue, which carries
+its id to a worker; the row is stored first, so a job whose enqueue failed is still found and enqueued
+by the workers' recovery pass (`storage/job_queue.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from mmstudio.domain.jobs.queue import JobQueue
 from mmstudio.domain.jobs.types import TERMINAL, Job, JobPage
 from mmstudio.errors import InvalidRequest, NotFound
 from mmstudio.storage.jobs_repo import JobRepository
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
+log = logging.getLogger(__name__)
 
 
 class JobService:
-    def __init__(self, store: JobRepository, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self, store: JobRepository, *, poll_seconds: float = 1.0, queue: JobQueue | None = None
+    ) -> None:
         self.store = store
+        self.queue = queue  # None: workers claim rows themselves (the table engine)
         self.poll_seconds = poll_seconds
         self._listeners: dict[str, set[asyncio.Queue[Job]]] = {}
         self._everyone: set[asyncio.Queue[Job]] = set()  # followers of every job (the Jobs page)
@@ -73,6 +83,11 @@ class JobService:
         )
         if created:
             self.changed(job)  # the Jobs page shows it at once
+            if self.queue is not None:
+                try:
+                    await self.queue.enqueue(job)
+                except Exception:  # stored already: the workers' recovery pass enqueues it
+                    log.exception("job %s: enqueuing it failed; the workers' recovery pass will", job.id)
         self.wake.set()
         return job, created
 

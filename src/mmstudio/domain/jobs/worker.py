@@ -17,6 +17,10 @@ Rules the worker enforces for every handler:
   asked to cancel upstream where the vendor allows it.
 - **Caps per provider**: with `provider_cap`, a provider this worker already runs as many jobs of as
   it may is skipped when claiming, so one slow vendor cannot take every slot.
+
+Two ways to get work: `run_forever` claims the next claimable row itself (the `table` engine), and
+`run_id` runs the one job a queue handed over (the `procrastinate` engine), claimed by id on the same
+conditions; either way the row's lease says who runs it.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from mmstudio.domain.jobs.queue import RunOutcome
 from mmstudio.domain.jobs.types import Job, JobState
 from mmstudio.errors import ProviderError, StudioError
 
@@ -47,6 +52,16 @@ class JobStore(Protocol):
     async def get(self, job_id: str) -> Job | None: ...
     async def claim(
         self,
+        owner: str,
+        *,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
+    ) -> Job | None: ...
+    async def claim_id(
+        self,
+        job_id: str,
         owner: str,
         *,
         lease_seconds: float,
@@ -155,11 +170,15 @@ class JobWorker:
     on_change: Callable[[Job], None] | None = None  # every state or progress change (live events)
     wake: asyncio.Event | None = None  # set when a job was created or cancelled: look at once
     provider_cap: Callable[[str], int] | None = None  # jobs at once per provider (None: no cap)
+    cap_wait_seconds: float = 0.0  # run_id: how long a job whose provider is full here waits for a slot
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _providers: dict[str, str | None] = field(default_factory=dict)  # running job -> its provider
     _work: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running job -> its handler task
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _cancels: set[str] = field(default_factory=set)  # jobs cancel_now() stopped
+    _released: asyncio.Event = field(default_factory=asyncio.Event)  # stop() gave the leases back
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)  # run_id: one cap check + claim at once
+    _freed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when run_id ends one
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -252,6 +271,77 @@ class JobWorker:
                 await task
         if release:
             await self.store.release(self.owner)
+        self._released.set()
+        self._free_a_slot()  # run_id calls waiting for a provider's slot see the stop
+
+    # -- one job a queue handed over ---------------------------------------------------------------
+
+    async def run_id(self, job_id: str) -> RunOutcome:
+        """Claim the job `job_id` (as `claim` would: claimable state, no live lease, dependency complete,
+        its provider below its cap here) and run it to its end. What happened is the answer: see
+        `RunOutcome`. A job whose provider is full here waits up to `cap_wait_seconds` for one of this
+        worker's jobs to end. A `stop()` meanwhile answers `stopped` once the lease went back."""
+        if self._stopping.is_set():
+            return "stopped"
+        await self.store.fail_orphans()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cap_wait_seconds
+        while True:
+            freed = self._freed  # set when a job ends from here on: no slot freed in between is missed
+            async with self._claiming:  # the cap is checked and the job counted in one step
+                job = await self.store.claim_id(
+                    job_id,
+                    self.owner,
+                    lease_seconds=self.lease_seconds,
+                    kinds=list(self.handlers),
+                    now=self.clock() if self.clock is not None else None,
+                    skip_providers=self.full_providers(),
+                )
+                if job is not None:
+                    self._providers[job.id] = job.provider
+            if job is not None:
+                break
+            outcome, current = await self._why_not(job_id)
+            capped = current is not None and current.provider in self.full_providers()
+            if outcome != "waiting" or not capped or loop.time() >= deadline:
+                return outcome
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(freed.wait(), deadline - loop.time())
+            if self._stopping.is_set():
+                return "stopped"
+        if self._stopping.is_set():  # stop() came while claiming: it did not see this job
+            self._providers.pop(job.id, None)
+            await self.store.release(self.owner)
+            return "stopped"
+        task = asyncio.create_task(self.run(job), name=f"mmstudio-job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            await task
+        except asyncio.CancelledError:
+            this = asyncio.current_task()
+            if not self._stopping.is_set() or (this is not None and this.cancelling()):
+                raise  # this call itself was cancelled (its task was cancelled with it)
+            await self._released.wait()  # stop() cancelled the job: the lease goes back first
+            return "stopped"
+        finally:
+            self._providers.pop(job.id, None)
+            self._free_a_slot()
+        return "ran"
+
+    def _free_a_slot(self) -> None:
+        self._freed.set()
+        self._freed = asyncio.Event()
+
+    async def _why_not(self, job_id: str) -> tuple[RunOutcome, Job | None]:
+        current = await self.store.get(job_id)
+        if current is None or current.terminal:
+            return "ended", current
+        now = self.clock() if self.clock is not None else datetime.now(UTC)
+        expires = current.lease_expires_at
+        if current.lease_owner is not None and expires is not None and expires >= now:
+            return "elsewhere", current
+        return "waiting", current
 
     # -- one job ---------------------------------------------------------------------------------
 
