@@ -34,7 +34,9 @@ def _until(url: str, test: object, timeout: float = 20) -> dict[str, object]:
 
 def _env(tmp_path: Path, sora: FakeOpenAIVideosServer) -> dict[str, str]:
     config = tmp_path / "mmstudio.yaml"
-    config.write_text("detect_local: false\nvideos: {poll_interval_s: 0.02, lease_seconds: 1}\n")
+    # Leases far longer than any test: the restarted server sees that the killed one (same machine) is
+    # gone and resumes its jobs at once, without waiting for the leases to run out.
+    config.write_text("detect_local: false\nvideos: {poll_interval_s: 0.02, lease_seconds: 600}\n")
     return {
         "MMSTUDIO_DATA_DIR": str(tmp_path / "data"),
         "MMSTUDIO_CONFIG": str(config),

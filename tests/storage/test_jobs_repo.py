@@ -70,7 +70,7 @@ async def test_a_dead_workers_job_is_resumed_by_its_handle_not_resubmitted(engin
     # worker-a, back from its stall, can no longer touch the job.
     assert await jobs.move(job.id, "worker-a", "failed", error_message="late") is None
     assert not await jobs.report_progress(job.id, "worker-a", 50, estimated=False)
-    assert not await jobs.heartbeat(job.id, "worker-a", lease_seconds=LEASE)
+    assert await jobs.heartbeat_many([job.id], "worker-a", lease_seconds=LEASE) == {}
     assert await jobs.report_progress(job.id, "worker-b", 40, estimated=True)
     assert await jobs.move(job.id, "worker-b", "downloading") is not None
     done = await jobs.move(job.id, "worker-b", "complete", output_ids=["asset-1"])
@@ -175,3 +175,44 @@ async def test_claimers_share_many_jobs_each_exactly_once(engine: Any) -> None:
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_one_heartbeat_extends_every_lease_a_worker_holds_and_says_which_to_stop(engine: Any) -> None:
+    jobs = _repo(engine)
+    made = [(await jobs.create("video", {"n": n}))[0] for n in range(4)]
+    held = [await jobs.claim("worker-a", lease_seconds=1.0) for _ in range(3)]
+    other = await jobs.claim("worker-b", lease_seconds=LEASE)
+    assert all(j is not None for j in held) and other is not None
+    mine = [j.id for j in held if j is not None]
+    await jobs.request_cancel(mine[1])  # asked from another process
+    finished = await jobs.move(mine[2], "worker-a", "failed", error_message="gone")
+    assert finished is not None
+    beat = await jobs.heartbeat_many([*mine, other.id, "job_nope"], "worker-a", lease_seconds=LEASE)
+    # Still held: the first two (the second with its cancel); not the ended one nor worker-b's.
+    assert beat == {mine[0]: False, mine[1]: True}
+    later = utc_now() + timedelta(seconds=5)  # past the 1 s leases they were claimed with
+    assert await jobs.claim("worker-c", lease_seconds=LEASE, now=later) is None  # extended: all held
+    assert {j.id for j in made} == {*mine, other.id}
+    assert await jobs.heartbeat_many([], "worker-a", lease_seconds=LEASE) == {}
+
+
+async def test_the_leases_of_dead_owners_are_released_and_no_others(engine: Any) -> None:
+    jobs = _repo(engine)
+    for n in range(3):
+        await jobs.create("video", {"n": n})
+    dead = await jobs.claim("host:1.111:dead", lease_seconds=LEASE)
+    alive = await jobs.claim("host:1.222:alive", lease_seconds=LEASE)
+    ended = await jobs.claim("host:1.333:ended", lease_seconds=LEASE)
+    assert dead is not None and alive is not None and ended is not None
+    assert await jobs.move(ended.id, "host:1.333:ended", "failed", error_message="x") is not None
+    asked: list[str] = []
+
+    def is_dead(owner: str) -> bool:
+        asked.append(owner)
+        return owner != "host:1.222:alive"
+
+    assert await jobs.release_dead(is_dead) == ["host:1.111:dead"]
+    assert sorted(asked) == ["host:1.111:dead", "host:1.222:alive"]  # an ended job's owner is not asked
+    taken = await jobs.claim("worker-b", lease_seconds=LEASE)
+    assert taken is not None and taken.id == dead.id  # at once, its lease not run out
+    assert await jobs.claim("worker-c", lease_seconds=LEASE) is None

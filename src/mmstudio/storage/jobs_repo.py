@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import math
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -288,17 +288,25 @@ class JobRepository:
             row = (await session.execute(statement)).mappings().first()
         return _job(row) if row is not None else None
 
-    async def heartbeat(self, job_id: str, owner: str, *, lease_seconds: float) -> bool:
-        """Extend the lease; False when `owner` no longer holds it (stop working on the job)."""
+    async def heartbeat_many(
+        self, job_ids: Iterable[str], owner: str, *, lease_seconds: float
+    ) -> dict[str, bool]:
+        """Extend `owner`'s leases of `job_ids` in one write (a worker's heartbeat costs one statement
+        however many jobs it runs). The jobs `owner` still holds, each with whether a cancel was asked;
+        a job left out is not `owner`'s any more (stop working on it)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
         now = utc_now()
         statement = (
             update(JobRow)
-            .where(JobRow.id == job_id, JobRow.lease_owner == owner, JobRow.state.not_in(list(TERMINAL)))
+            .where(JobRow.id.in_(ids), JobRow.lease_owner == owner, JobRow.state.not_in(list(TERMINAL)))
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .returning(JobRow.id, JobRow.cancel_requested)
         )
         async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)
-        return bool(result.rowcount)
+            rows = (await session.execute(statement)).all()
+        return {str(job_id): bool(cancel) for job_id, cancel in rows}
 
     async def release(self, owner: str) -> int:
         """Give up every lease of `owner` (a graceful shutdown): another worker continues at once."""
@@ -310,6 +318,32 @@ class JobRepository:
         async with self._sessions() as session, session.begin():
             result = await session.execute(statement)
         return int(result.rowcount or 0)
+
+    async def release_dead(self, is_dead: Callable[[str], bool]) -> builtins.list[str]:
+        """Give up the live leases of every owner `is_dead` says is gone (a process of this machine
+        that was killed): a restart resumes its jobs at once instead of after their leases run out.
+        The owners released."""
+        now = utc_now()
+        async with self._sessions() as session:
+            owners = await session.scalars(
+                select(JobRow.lease_owner)
+                .where(
+                    JobRow.lease_owner.is_not(None),
+                    JobRow.lease_expires_at >= now,
+                    JobRow.state.not_in(list(TERMINAL)),
+                )
+                .distinct()
+            )
+            dead = sorted(o for o in owners if o is not None and is_dead(o))
+        if dead:
+            statement = (
+                update(JobRow)
+                .where(JobRow.lease_owner.in_(dead), JobRow.state.not_in(list(TERMINAL)))
+                .values(lease_owner=None, lease_expires_at=None, updated_at=now)
+            )
+            async with self._sessions() as session, session.begin():
+                await session.execute(statement)
+        return dead
 
     # -- moving a job ----------------------------------------------------------------------------
 

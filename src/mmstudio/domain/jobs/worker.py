@@ -69,8 +69,11 @@ class JobStore(Protocol):
         now: datetime | None = None,
         skip_providers: Iterable[str] = (),
     ) -> Job | None: ...
-    async def heartbeat(self, job_id: str, owner: str, *, lease_seconds: float) -> bool: ...
+    async def heartbeat_many(
+        self, job_ids: Iterable[str], owner: str, *, lease_seconds: float
+    ) -> dict[str, bool]: ...
     async def release(self, owner: str) -> int: ...
+    async def release_dead(self, is_dead: Callable[[str], bool]) -> list[str]: ...
     async def move(self, job_id: str, owner: str, target: JobState, **fields: Any) -> Job | None: ...
     async def record_submission(
         self,
@@ -154,8 +157,36 @@ class JobHandler(Protocol):
         ...
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (a container has its own), so a PID is compared only within it."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
 def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    """``host:pidns.pid:token``: unique, and enough to tell whether the process still runs (`gone`)."""
+    return f"{socket.gethostname()}:{_pid_namespace()}.{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def gone(owner: str, me: str | None = None) -> bool:
+    """Whether `owner` is a worker process of this machine (same host and PID namespace) that no
+    longer runs. Anything else (another machine, another container, a PID now in use) is not known to
+    be gone: its leases run out as usual."""
+    host, _, rest = owner.partition(":")
+    where, _, _token = rest.partition(":")
+    namespace, _, pid = where.partition(".")
+    same_place = host == socket.gethostname() and namespace == _pid_namespace()
+    if owner == me or not same_place or not pid.isdigit() or int(pid) == os.getpid():
+        return False  # our own PID: another worker of this process (tests run several)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it runs under another user
+        return False
+    return False
 
 
 @dataclass
@@ -176,14 +207,28 @@ class JobWorker:
     _work: dict[str, asyncio.Task[Any]] = field(default_factory=dict)  # running job -> its handler task
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _cancels: set[str] = field(default_factory=set)  # jobs cancel_now() stopped
+    _ended_by: dict[str, str] = field(default_factory=dict)  # job -> why the lease keeper stopped it
+    _keeper: asyncio.Task[None] | None = None  # extends every running job's lease in one write
     _released: asyncio.Event = field(default_factory=asyncio.Event)  # stop() gave the leases back
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)  # run_id: one cap check + claim at once
     _freed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when run_id ends one
 
     # -- the loop --------------------------------------------------------------------------------
 
+    async def take_over_the_dead(self) -> list[str]:
+        """Release the leases of this machine's worker processes that were killed (a restart after a
+        SIGKILL or a power loss): their jobs are resumed at once, not after the leases run out."""
+        dead = await self.store.release_dead(lambda owner: gone(owner, self.owner))
+        for owner in dead:
+            log.info("worker %s is gone: its jobs are resumed now", owner)
+        return dead
+
     async def run_forever(self) -> None:
         """Claim and run jobs until `stop()`, at most `concurrency` at once."""
+        try:
+            await self.take_over_the_dead()
+        except Exception:  # the database is unreachable for a moment: the leases run out instead
+            log.exception("looking for dead workers' jobs failed")
         slots = asyncio.Semaphore(self.concurrency)
         while not self._stopping.is_set():
             await slots.acquire()
@@ -263,6 +308,8 @@ class JobWorker:
         worker resumes them at once. `release=False` is what a killed process leaves: leases that
         expire."""
         self._stopping.set()
+        if self._keeper is not None:
+            self._keeper.cancel()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -359,15 +406,13 @@ class JobWorker:
         context = JobContext(job, self.owner, self.store, self._notify)
         work = asyncio.create_task(handler.run(context), name=f"mmstudio-job-work-{job.id}")
         self._work[job.id] = work
-        watch = asyncio.create_task(self._keep_lease(job.id, work), name=f"mmstudio-job-lease-{job.id}")
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep_leases(), name="mmstudio-job-leases")
         reason: str | None = None
         try:
             outputs = await work
         except asyncio.CancelledError:
-            if job.id in self._cancels:
-                reason = "cancel"
-            elif watch.done() and not watch.cancelled():
-                reason = watch.result()
+            reason = "cancel" if job.id in self._cancels else self._ended_by.get(job.id)
             if reason is None:  # the worker itself is stopping: the job stays for the next one
                 raise
         except LeaseLost:
@@ -386,24 +431,29 @@ class JobWorker:
         finally:
             self._work.pop(job.id, None)
             self._cancels.discard(job.id)
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            self._ended_by.pop(job.id, None)
         if reason == "cancel":
             current = await self.store.get(job.id)
             await self._cancel(handler, current or context.job)
 
-    async def _keep_lease(self, job_id: str, work: asyncio.Task[Any]) -> str:
-        """Extend the lease until `work` ends; stop it when the lease is lost or a cancel is asked."""
-        while True:
+    async def _keep_leases(self) -> None:
+        """Every third of a lease, extend the leases of every job this worker runs in one write; stop a
+        job whose lease another worker took over (after a stall) or whose cancel was asked elsewhere.
+        Ends when no job runs here (the next job starts it again)."""
+        while self._work:
             await asyncio.sleep(self.lease_seconds / 3)
-            if not await self.store.heartbeat(job_id, self.owner, lease_seconds=self.lease_seconds):
-                work.cancel()
-                return "lost"
-            current = await self.store.get(job_id)
-            if current is not None and current.cancel_requested:
-                work.cancel()
-                return "cancel"
+            running = {job_id: work for job_id, work in self._work.items() if not work.done()}
+            if not running:
+                continue
+            try:
+                held = await self.store.heartbeat_many(running, self.owner, lease_seconds=self.lease_seconds)
+            except Exception:  # the database is unreachable for a moment: the next beat tries again
+                log.exception("extending the leases of %d job(s) failed", len(running))
+                continue
+            for job_id, work in running.items():
+                if job_id not in held or held[job_id]:
+                    self._ended_by[job_id] = "lost" if job_id not in held else "cancel"
+                    work.cancel()
 
     async def _cancel(self, handler: JobHandler, job: Job) -> None:
         stopped = False
