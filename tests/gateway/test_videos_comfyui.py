@@ -176,10 +176,12 @@ async def test_a_missing_model_file_says_what_to_download(live: OpenLive) -> Non
 
 
 async def test_an_offline_comfyui_is_listed_with_the_reason(live: OpenLive) -> None:
-    running = await live(engines(None, None), config=FAST)  # COMFYUI_URL: a closed port
+    env = engines(None, None)  # COMFYUI_URL: a closed port
+    running = await live(env, config=FAST)
     listed = await models(running)
     t2v = listed["comfyui/wan-t2v"]
-    assert not t2v["usable"] and not t2v["default"] and "ComfyUI" in t2v["reason"]
+    assert not t2v["usable"] and not t2v["default"] and t2v["reason"].endswith("start it")
+    assert t2v["reason"].count(f"http://{env['COMFYUI_URL']}") == 1  # where it is, said once
     answer = await running.client.post("/api/videos", json={"prompt": "a fox", "model": "comfyui/wan-t2v"})
     assert answer.status_code == 400 and answer.json()["field"] == "model"
 

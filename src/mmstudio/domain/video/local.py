@@ -151,8 +151,8 @@ def _reason(
     endpoint: Endpoint, checked: _Checked | None, health: str, last_error: str | None, name: str
 ) -> str | None:
     where = f"{endpoint.display_name} at {endpoint.base_url}"
-    if health == "offline":
-        return f"{where} is offline ({last_error or 'it does not answer'}): start it"
+    if health == "offline":  # the health check's error names the engine and its address already
+        return f"{last_error or where + ' does not answer'}: start it"
     if checked is None:
         return f"{where} has not been asked yet which video workflows it can run"
     if checked.problems is None:
