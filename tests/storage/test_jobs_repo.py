@@ -177,6 +177,55 @@ async def test_claimers_share_many_jobs_each_exactly_once(engine: Any) -> None:
             await e.dispose()
 
 
+async def test_a_batch_claim_takes_up_to_its_limit_in_priority_then_age_order(engine: Any) -> None:
+    jobs = _repo(engine)
+    made = [(await jobs.create("video", {"n": n}))[0].id for n in range(5)]
+    urgent, _ = await jobs.create("video", {"n": 5}, priority=3)
+    first = await jobs.claim_batch("w1", limit=3, lease_seconds=LEASE)
+    assert [j.id for j in first] == [urgent.id, made[0], made[1]]
+    assert all(j.lease_owner == "w1" and j.attempt_count == 1 for j in first)
+    rest = await jobs.claim_batch("w2", limit=10, lease_seconds=LEASE)
+    assert [j.id for j in rest] == made[2:]
+    assert await jobs.claim_batch("w3", limit=10, lease_seconds=LEASE) == []
+    assert await jobs.claim_batch("w3", limit=0, lease_seconds=LEASE) == []
+
+
+async def test_a_batch_claim_takes_no_more_of_a_provider_than_its_room(engine: Any) -> None:
+    jobs = _repo(engine)
+    farm = [(await jobs.create("video", {"n": n}, provider="farm"))[0].id for n in range(4)]
+    cloud = [(await jobs.create("video", {"n": n}, provider="cloud"))[0].id for n in range(2)]
+    unplanned, _ = await jobs.create("video", {"n": 9})
+    room = {"farm": 1, "cloud": 5}
+    taken = await jobs.claim_batch("w", limit=10, lease_seconds=LEASE, room=lambda p: room[p])
+    assert sorted(j.id for j in taken) == sorted([farm[0], *cloud, unplanned.id])
+    room = {"farm": 0, "cloud": 0}
+    assert await jobs.claim_batch("w2", limit=10, lease_seconds=LEASE, room=lambda p: room[p]) == []
+    # The limit holds across providers: a tight provider first, then the others.
+    more = [(await jobs.create("video", {"n": n}, provider="cloud"))[0].id for n in range(3)]
+    room = {"farm": 2, "cloud": 9}
+    two = await jobs.claim_batch("w3", limit=2, lease_seconds=LEASE, room=lambda p: room[p])
+    assert len(two) == 2 and {j.id for j in two} <= {*farm[1:], *more}
+
+
+async def test_batch_claimers_racing_share_the_jobs_each_exactly_once(engine: Any) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    engines = [create_engine(url) for _ in range(4)]  # separate pools: separate connections
+    try:
+        made = [(await _repo(engine).create("video", {"i": i}))[0].id for i in range(60)]
+        seen: list[str] = []
+
+        async def drain(repo: JobRepository, owner: str) -> None:
+            while batch := await repo.claim_batch(owner, limit=7, lease_seconds=LEASE):
+                assert len(batch) <= 7
+                seen.extend(j.id for j in batch)
+
+        await asyncio.gather(*(drain(_repo(e), f"w{i}") for i, e in enumerate(engines)))
+        assert sorted(seen) == sorted(made)
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
 async def test_one_heartbeat_extends_every_lease_a_worker_holds_and_says_which_to_stop(engine: Any) -> None:
     jobs = _repo(engine)
     made = [(await jobs.create("video", {"n": n}))[0] for n in range(4)]

@@ -239,29 +239,76 @@ class JobRepository:
         any) is complete, or a job whose worker's lease expired (it is resumed, never resubmitted when
         it has an upstream handle). Highest priority first, then oldest. None when there is none.
         Jobs of `skip_providers` (those the worker runs as many of as it may) are left for later."""
+        taken = await self.claim_batch(
+            owner, limit=1, lease_seconds=lease_seconds, kinds=kinds, now=now, skip_providers=skip_providers
+        )
+        return taken[0] if taken else None
+
+    async def claim_batch(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
+        room: Callable[[str], int] | None = None,
+    ) -> builtins.list[Job]:
+        """Take up to `limit` jobs for `owner` as `claim` takes one, in one write for most calls (a
+        worker with free slots after a restart takes its jobs at once, not one statement each).
+        `room(provider)` is how many more jobs of that provider the worker may take (None: no cap); a
+        provider with less room than the jobs it has waiting gets a statement of its own, limited to its
+        room, so a batch never takes more of one vendor than the worker may run. Jobs with no provider
+        yet are not capped."""
+        if limit < 1:
+            return []
         now = now or utc_now()
         claimable = _claimable(now, kinds, skip_providers)
-        candidate = (
-            select(JobRow.id)
-            .where(claimable)
-            .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL: claimers skip each other's rows
-            .scalar_subquery()
-        )
-        statement = (
-            update(JobRow)
-            .where(JobRow.id == candidate, claimable)  # checked again on the row itself
-            .values(**_lease(owner, now, lease_seconds))
-            .returning(*COLUMNS)
-        )
         async with self._sessions() as session:
             # A read first: an idle worker asking every few seconds never takes SQLite's write lock.
-            if await session.scalar(select(JobRow.id).where(claimable).limit(1)) is None:
-                return None
+            waiting = (
+                await session.execute(
+                    select(JobRow.provider, func.count()).where(claimable).group_by(JobRow.provider)
+                )
+            ).all()
+        if not waiting:
+            return []
+        tight = {
+            provider: room(provider)
+            for provider, count in waiting
+            if room is not None and provider is not None and room(provider) < min(count, limit)
+        }
+        batches: builtins.list[tuple[Any, int]] = [
+            (JobRow.provider == provider, space) for provider, space in tight.items() if space > 0
+        ]
+        if len(tight) < len(waiting):  # the providers with room for all they have waiting, in one statement
+            batches.append((or_(JobRow.provider.is_(None), JobRow.provider.not_in(list(tight))), limit))
+        taken: builtins.list[Job] = []
         async with self._sessions() as session, session.begin():
-            row = (await session.execute(statement)).mappings().first()
-        return _job(row) if row is not None else None
+            for only, space in batches:
+                space = min(space, limit - len(taken))
+                if space <= 0:
+                    break
+                # A CTE, evaluated once: PostgreSQL may run an `IN (SELECT ... LIMIT n FOR UPDATE)`
+                # again per row it scans, and then takes more than `n`.
+                candidates = (
+                    select(JobRow.id)
+                    .where(claimable, only)
+                    .order_by(JobRow.priority.desc(), JobRow.created_at, JobRow.id)
+                    .limit(space)
+                    .with_for_update(skip_locked=True)  # PostgreSQL: claimers skip each other's rows
+                    .cte("candidates")
+                )
+                statement = (
+                    update(JobRow)
+                    .where(JobRow.id.in_(select(candidates.c.id)), claimable)  # checked again on each row
+                    .values(**_lease(owner, now, lease_seconds))
+                    .returning(*COLUMNS)
+                )
+                taken += [_job(row) for row in (await session.execute(statement)).mappings()]
+        taken.sort(key=lambda job: (-job.priority, job.created_at, job.id))
+        return taken
 
     async def claim_id(
         self,
@@ -394,7 +441,10 @@ class JobRepository:
             attempts=list(attempts),
         )
 
-    async def report_progress(self, job_id: str, owner: str, percent: float, *, estimated: bool) -> bool:
+    async def report_progress(
+        self, job_id: str, owner: str, percent: float, *, estimated: bool
+    ) -> Job | None:
+        """The job with its new progress, or None when `owner` no longer holds it (or it ended)."""
         statement = (
             update(JobRow)
             .where(JobRow.id == job_id, JobRow.lease_owner == owner, JobRow.state.in_(list(ACTIVE)))
@@ -403,10 +453,11 @@ class JobRepository:
                 progress_estimated=estimated,
                 updated_at=utc_now(),
             )
+            .returning(*COLUMNS)
         )
         async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)
-        return bool(result.rowcount)
+            row = (await session.execute(statement)).mappings().first()
+        return _job(row) if row is not None else None
 
     # -- cancelling and dependencies ---------------------------------------------------------------
 

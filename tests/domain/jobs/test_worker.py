@@ -6,6 +6,7 @@ a worker that lost its lease stops and writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -233,7 +234,7 @@ async def test_a_provider_at_its_cap_waits_while_others_run(
     farm.hold()
     claimed_first = await w.claim()
     assert claimed_first is not None and claimed_first.id == first.id
-    running = asyncio.create_task(w._run_and_free(claimed_first, asyncio.Semaphore(8)))
+    running = w._start(claimed_first)
     await watch.until(lambda j: j.id == first.id and j.upstream_handle is not None)
     assert w.full_providers() == ["farm"]
     other, _ = await store.create("video", {"prompt": "three"}, provider="elsewhere")
@@ -246,3 +247,32 @@ async def test_a_provider_at_its_cap_waits_while_others_run(
     after = await w.claim()
     assert after is not None and after.id == second.id
     await w.stop()
+
+
+async def test_free_slots_are_filled_in_one_claim_within_each_provider_cap(
+    engine: Any, farm: FakeRenderFarm, client: httpx.AsyncClient
+) -> None:
+    """Concurrency 4, the farm capped at 2: the worker takes two farm jobs and two not yet planned ones
+    at once (never a third farm job while two run), and the rest as slots free up; all end complete."""
+    watch = Watch()
+    w = worker(engine, farm, client, "w1", on_change=watch, provider_cap=lambda p: 2, concurrency=4)
+    store: JobRepository = w.store  # type: ignore[assignment]
+    farmed = [(await store.create("video", {"n": n}, provider="farm"))[0].id for n in range(5)]
+    unplanned = [(await store.create("video", {"n": 10 + n}))[0].id for n in range(3)]
+    farm.hold()
+    loop = asyncio.create_task(w.run_forever())
+    try:
+        submitted: set[str] = set()
+        await watch.until(lambda j: bool(j.upstream_handle and submitted.add(j.id)) or len(submitted) >= 4)
+        leased = [j for j in (await store.list(limit=20)).items if j.lease_owner == "w1"]
+        assert len(leased) == 4
+        assert sorted(j.id for j in leased) == sorted([*farmed[:2], *unplanned[:2]])
+        farm.release()
+        ended: set[str] = set()
+        await watch.until(lambda j: (j.state == "complete" and ended.add(j.id)) or len(ended) == 8)
+        assert ended == {*farmed, *unplanned}
+    finally:
+        await w.stop()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

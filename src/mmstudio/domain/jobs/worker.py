@@ -59,6 +59,17 @@ class JobStore(Protocol):
         now: datetime | None = None,
         skip_providers: Iterable[str] = (),
     ) -> Job | None: ...
+    async def claim_batch(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        kinds: Iterable[str] | None = None,
+        now: datetime | None = None,
+        skip_providers: Iterable[str] = (),
+        room: Callable[[str], int] | None = None,
+    ) -> list[Job]: ...
     async def claim_id(
         self,
         job_id: str,
@@ -85,7 +96,9 @@ class JobStore(Protocol):
         model: str,
         attempts: Iterable[Mapping[str, Any]] = (),
     ) -> Job | None: ...
-    async def report_progress(self, job_id: str, owner: str, percent: float, *, estimated: bool) -> bool: ...
+    async def report_progress(
+        self, job_id: str, owner: str, percent: float, *, estimated: bool
+    ) -> Job | None: ...
     async def fail_orphans(self) -> list[str]: ...
 
 
@@ -115,12 +128,11 @@ class JobContext:
             self._update(await self.store.move(self.job.id, self.owner, "running", **fields))
 
     async def progress(self, percent: float, *, estimated: bool = False) -> None:
-        if not await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated):
-            raise LeaseLost(self.job.id)
-        current = await self.store.get(self.job.id)
-        if current is not None:
-            self.job = current
-            self.notify(current)
+        """Store the progress (one write that returns the job) and tell the listeners; the same value
+        again writes nothing (the lease keeper notices a lost lease or a cancel meanwhile)."""
+        if percent == self.job.progress and estimated == self.job.progress_estimated:
+            return
+        self._update(await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated))
 
     async def downloading(self) -> None:
         """Fetching the result. A job a restart found downloading already starts the download again."""
@@ -155,6 +167,16 @@ class JobHandler(Protocol):
     async def cancel_upstream(self, job: Job) -> bool:
         """Ask the vendor to stop `job`; False when it cannot (the result is then discarded)."""
         ...
+
+
+async def _first_of(events: list[asyncio.Event], timeout: float | None = None) -> None:
+    """Until one of `events` is set (or `timeout` seconds pass)."""
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _pid_namespace() -> str:
@@ -211,7 +233,8 @@ class JobWorker:
     _keeper: asyncio.Task[None] | None = None  # extends every running job's lease in one write
     _released: asyncio.Event = field(default_factory=asyncio.Event)  # stop() gave the leases back
     _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)  # run_id: one cap check + claim at once
-    _freed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when run_id ends one
+    _freed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when a job ends here
+    _looped: set[str] = field(default_factory=set)  # the jobs run_forever claimed that still run
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -224,58 +247,72 @@ class JobWorker:
         return dead
 
     async def run_forever(self) -> None:
-        """Claim and run jobs until `stop()`, at most `concurrency` at once."""
+        """Claim and run jobs until `stop()`, at most `concurrency` at once: as many as there are free
+        slots in one claim (a restart takes its dead predecessor's jobs over in one write)."""
         try:
             await self.take_over_the_dead()
         except Exception:  # the database is unreachable for a moment: the leases run out instead
             log.exception("looking for dead workers' jobs failed")
-        slots = asyncio.Semaphore(self.concurrency)
         while not self._stopping.is_set():
-            await slots.acquire()
+            free = self.concurrency - len(self._looped)
+            if free <= 0:
+                await _first_of([self._freed, self._stopping])
+                continue
             try:
-                job = await self.claim()
+                jobs = await self.claim_many(free)
             except Exception:  # the database is unreachable for a moment: try again
-                slots.release()
                 log.exception("claiming a job failed")
-                job = None
-            else:
-                if job is not None:
-                    task = asyncio.create_task(self._run_and_free(job, slots), name=f"mmstudio-job-{job.id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                    continue
-                slots.release()
-            await self._idle()
+                jobs = []
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < free:  # nothing more to take now
+                await self._idle()
 
     async def _idle(self) -> None:
         """Wait `idle_seconds`, or less when stopping or woken."""
-        events = [self._stopping] + ([self.wake] if self.wake is not None else [])
-        waiters = [asyncio.create_task(e.wait()) for e in events]
         try:
-            await asyncio.wait(waiters, timeout=self.idle_seconds, return_when=asyncio.FIRST_COMPLETED)
+            await _first_of(
+                [self._stopping, *([self.wake] if self.wake is not None else [])], self.idle_seconds
+            )
         finally:
-            for waiter in waiters:
-                waiter.cancel()
             if self.wake is not None:
                 self.wake.clear()
 
-    async def _run_and_free(self, job: Job, slots: asyncio.Semaphore) -> None:
+    def _start(self, job: Job) -> asyncio.Task[None]:
+        """Run a job `run_forever` claimed in a task of its own; it holds a slot until it ends."""
         self._providers[job.id] = job.provider
+        self._looped.add(job.id)
+        task = asyncio.create_task(self._run_and_free(job), name=f"mmstudio-job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run_and_free(self, job: Job) -> None:
         try:
             await self.run(job)
         finally:
             self._providers.pop(job.id, None)
-            slots.release()
+            self._looped.discard(job.id)
+            self._free_a_slot()
 
     async def claim(self) -> Job | None:
+        taken = await self.claim_many(1)
+        return taken[0] if taken else None
+
+    async def claim_many(self, limit: int) -> list[Job]:
+        """Up to `limit` jobs, none of a provider beyond what this worker may run of it."""
         await self.store.fail_orphans()
         now = self.clock() if self.clock is not None else None
-        return await self.store.claim(
+        running = Counter(p for p in self._providers.values() if p is not None)
+        cap = self.provider_cap
+        return await self.store.claim_batch(
             self.owner,
+            limit=limit,
             lease_seconds=self.lease_seconds,
             kinds=list(self.handlers),
             now=now,
             skip_providers=self.full_providers(),
+            room=(lambda provider: cap(provider) - running[provider]) if cap is not None else None,
         )
 
     def full_providers(self) -> list[str]:
