@@ -123,6 +123,10 @@ def serve(
     """Start the studio (web UI, studio API, OpenAI-compatible API) on embedded defaults."""
     import logging
 
+    from mmstudio.process import pause_collector
+
+    pause_collector()  # until the studio is open (create_app's own_process settles the heap)
+
     import uvicorn
 
     from mmstudio.web.app import create_app
@@ -141,7 +145,7 @@ def serve(
     )
     logging.getLogger("procrastinate").setLevel(logging.WARNING)  # not a line per job deferred or run
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, own_process=True),
         host=host,
         port=port,
         log_level=log_level.value,

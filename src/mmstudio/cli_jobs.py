@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
         import logging
         import signal
 
+        from mmstudio.process import pause_collector, settle_heap
+
+        pause_collector()  # until the studio is open
         from mmstudio.studio import Studio
 
         try:
@@ -108,7 +111,10 @@ def register(app: typer.Typer) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            studio = await Studio.open(settings)
+            try:
+                studio = await Studio.open(settings)
+            finally:
+                settle_heap()  # what start-up left is never walked by the garbage collector again
             try:
                 studio.start_background()  # detection and health (image jobs plan with them), the worker
                 cli.err.print(

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mmstudio import __version__
+from mmstudio.process import settle_heap
 from mmstudio.settings import Settings
 from mmstudio.web import (
     chat_api,
@@ -41,7 +42,9 @@ from mmstudio.web.ui import pages
 log = logging.getLogger(__name__)
 
 
-async def _open_studio(app: FastAPI, settings: Settings, environ: dict[str, str] | None) -> None:
+async def _open_studio(
+    app: FastAPI, settings: Settings, environ: dict[str, str] | None, *, own_process: bool
+) -> None:
     try:
         # Imported in a thread: SQLAlchemy, Alembic and the adapters take a while to import.
         module: Any = await asyncio.to_thread(importlib.import_module, "mmstudio.studio")
@@ -52,16 +55,26 @@ async def _open_studio(app: FastAPI, settings: Settings, environ: dict[str, str]
         log.exception("mmstudio failed to start")
         app.state.startup_error = str(exc) or type(exc).__name__
     finally:
+        if own_process:  # before any traffic: what start-up left is never walked by the collector again
+            settle_heap()
         app.state.ready.set()
 
 
-def create_app(settings: Settings, *, environ: dict[str, str] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, environ: dict[str, str] | None = None, own_process: bool = False
+) -> FastAPI:
+    """The studio's ASGI app. `own_process` says the app is the whole process (`mmstudio serve`): once
+    the studio is open it settles the heap (`mmstudio.process`), which a host application or a test
+    process should not have done to it."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.studio = None
         app.state.startup_error = None
         app.state.ready = asyncio.Event()
-        opening = asyncio.create_task(_open_studio(app, settings, environ), name="mmstudio-open")
+        opening = asyncio.create_task(
+            _open_studio(app, settings, environ, own_process=own_process), name="mmstudio-open"
+        )
         try:
             yield
         finally:
