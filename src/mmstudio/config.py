@@ -131,6 +131,8 @@ class MetricsConfig(_Strict):
     retention_days: float = Field(default=30.0, gt=0, le=3650)
     flush_interval_seconds: float = Field(default=1.0, gt=0, le=600)
     batch_size: int = Field(default=500, ge=1, le=100000)
+    # How often the event-loop lag timer fires (mmstudio_event_loop_lag_seconds); 0 turns it off.
+    loop_lag_interval_ms: float = Field(default=10.0, ge=0, le=10000)
 
 
 class ChatConfig(_Strict):

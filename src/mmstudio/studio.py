@@ -25,6 +25,7 @@ from mmstudio.domain.codegen.service import CodegenService
 from mmstudio.domain.jobs.service import JobService
 from mmstudio.domain.jobs.worker import JobWorker
 from mmstudio.domain.keys import GatewayKeys
+from mmstudio.domain.loop_lag import LoopLagMonitor
 from mmstudio.domain.media.image_jobs import ImageJobHandler, ImageJobs
 from mmstudio.domain.media.images import ImageService
 from mmstudio.domain.media.store import MediaStore
@@ -120,6 +121,7 @@ def _endpoint_config(endpoint: Endpoint, timeouts: Timeouts | ImageTimeouts) -> 
 class Studio:
     limiter: RateLimiter
     metrics: MetricsRecorder
+    loop_lag: LoopLagMonitor
     router: Router
     keys: GatewayKeys
     knowledge: KnowledgeService
@@ -206,6 +208,9 @@ class Studio:
                 )
                 metrics_sessions = session_factory(studio.metrics_engine)
             studio.metrics = MetricsRecorder(MetricsRepository(metrics_sessions), settings.config.metrics)
+            studio.loop_lag = LoopLagMonitor(
+                studio.metrics.registry, interval_seconds=settings.config.metrics.loop_lag_interval_ms / 1000
+            )
             studio.keys = GatewayKeys(KeyRepository(sessions), settings.api_keys)
             await studio.keys.load()
             await registry.load()
@@ -315,6 +320,8 @@ class Studio:
         self._spawn(self.registry.detect(), "mmstudio-detect")
         self.registry.health.start()
         self.metrics.start()
+        if self.settings.config.metrics.enabled and self.loop_lag.interval > 0:
+            self._spawn(self.loop_lag.run(), "mmstudio-loop-lag")
         self._spawn(self._flush_sessions_every(1.0), "mmstudio-sessions")
         if self.settings.config.videos.worker:
             self._spawn(self.run_jobs(), "mmstudio-jobs")  # jobs a restart left are resumed

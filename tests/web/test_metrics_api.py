@@ -65,6 +65,10 @@ async def test_prometheus_endpoint(app: FastAPI, client: httpx.AsyncClient) -> N
     latency = families["mmstudio_request_latency_seconds"]
     assert latency.type == "histogram"
     assert {s.labels["model"] for s in latency.samples} == {LLAMA}
+    lag = families["mmstudio_event_loop_lag_seconds"]  # the studio's own loop, timed since it started
+    assert (
+        lag.type == "histogram" and "le" in next(s for s in lag.samples if s.name.endswith("_bucket")).labels
+    )
     assert "/metrics" not in (await client.get("/openapi.json")).json()["paths"]
 
 
