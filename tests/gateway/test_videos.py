@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import av
@@ -163,20 +164,90 @@ async def test_no_video_model_is_503_with_onboarding(live: OpenLive) -> None:
     assert answer.status_code == 503 and "Add a video model" in answer.json()["message"]
 
 
-async def test_cancel_a_running_video_upstream(live: OpenLive, sora: FakeOpenAIVideosServer) -> None:
-    config = StudioConfig(videos=VideosConfig(poll_interval_s=0.01))
-    running = await live(env_for(sora), config=config)
+async def an_endless_video(running: LiveStudio, sora: FakeOpenAIVideosServer) -> str:
+    """A Sora job that is `running` (accepted upstream) and never finishes by itself."""
     sora.script(VideoReply(steps=10**6))
     made = await running.client.post("/api/videos", json={"prompt": "a fox", "model": "openai/sora-2"})
-    job_id = made.json()["id"]
+    job_id: str = made.json()["id"]
     async with asyncio.timeout(10):
         while (await running.client.get(f"/api/jobs/{job_id}")).json()["state"] != "running":  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+    return job_id
+
+
+async def test_cancel_a_running_video_upstream(live: OpenLive, sora: FakeOpenAIVideosServer) -> None:
+    config = StudioConfig(videos=VideosConfig(poll_interval_s=0.01))
+    running = await live(env_for(sora), config=config)
+    job_id = await an_endless_video(running, sora)
     cancelled = await running.client.post(f"/api/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["cancelRequested"]
     done = await wait_done(running, job_id)
     assert done["job"]["state"] == "cancelled" and "the vendor stopped it" in done["job"]["error"]
     assert any(r.method == "DELETE" for r in sora.requests)
+
+
+async def test_the_cli_cancels_a_job_another_process_is_running(
+    live: OpenLive, sora: FakeOpenAIVideosServer, data_dir: Path
+) -> None:
+    """`mmstudio jobs cancel ID` (its own studio on the same data) while the server's worker runs the
+    job: the CLI says the cancel was asked, the worker's next heartbeat sees it and stops the video
+    upstream (OpenAI DELETE), and the job ends cancelled."""
+    from typer.testing import CliRunner
+
+    from mmstudio.cli import app
+
+    config = StudioConfig(videos=VideosConfig(poll_interval_s=0.01, lease_seconds=0.6))
+    running = await live(env_for(sora), config=config)
+    job_id = await an_endless_video(running, sora)
+    env = {**env_for(sora), "MMSTUDIO_DATA_DIR": str(data_dir)}
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["jobs", "cancel", job_id], env=env)
+    assert result.exit_code == 0 and f"{job_id}: cancel requested" in result.output, result.output
+    done = await wait_done(running, job_id)
+    assert done["job"]["state"] == "cancelled" and "the vendor stopped it" in done["job"]["error"]
+    handle = done["job"]["upstreamHandle"]
+    assert [r.path for r in sora.requests if r.method == "DELETE"] == [f"/v1/videos/{handle}"]
+    again = await asyncio.to_thread(CliRunner().invoke, app, ["jobs", "cancel", job_id], env=env)
+    assert again.exit_code == 0 and f"{job_id}: cancelled" in again.output
+
+
+async def test_ended_jobs_and_their_videos_outlive_a_restart(
+    sora: FakeOpenAIVideosServer, data_dir: Path
+) -> None:
+    """Retention: a complete job keeps its row and its video, a failed and a cancelled one their rows
+    and reasons, across a restart (start-up prunes request metrics, never jobs). Only the user's own
+    DELETE removes a video file, and even then the job's record stays."""
+    from mmstudio.settings import Settings
+    from tests.gateway.conftest import serve
+
+    env = {**env_for(sora), "MMSTUDIO_DATA_DIR": str(data_dir)}
+    settings = replace(Settings.from_env(env), config=FAST)
+    body = {"prompt": "a fox", "model": "openai/sora-2", "fallbacks": False}
+    async with serve(settings, env) as first:
+        ok = (await first.client.post("/api/videos", json=body)).json()["id"]
+        assert (await wait_done(first, ok))["job"]["state"] == "complete"
+        sora.script(VideoReply(outcome="failed", error_message="The render farm melted."))
+        bad = (await first.client.post("/api/videos", json=body)).json()["id"]
+        assert (await wait_done(first, bad))["job"]["state"] == "failed"
+        sora.script(VideoReply(steps=10**6))
+        stopped = (await first.client.post("/api/videos", json=body)).json()["id"]
+        await first.client.post(f"/api/jobs/{stopped}/cancel")
+        assert (await wait_done(first, stopped))["job"]["state"] == "cancelled"
+        served = (await first.client.get(f"/v1/videos/{ok}/content")).content
+    async with serve(settings, env) as second:
+        jobs = {j["id"]: j for j in (await second.client.get("/api/jobs")).json()["items"]}
+        assert {k: jobs[k]["state"] for k in (ok, bad, stopped)} == {
+            ok: "complete",
+            bad: "failed",
+            stopped: "cancelled",
+        }
+        assert "The render farm melted." in jobs[bad]["error"] and jobs[stopped]["error"]
+        again = await second.client.get(f"/v1/videos/{ok}/content")
+        assert again.status_code == 200 and again.content == served and served[4:8] == b"ftyp"
+        deleted = await second.client.delete(f"/v1/videos/{ok}")
+        assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+        kept = await second.client.get(f"/api/jobs/{ok}")
+        assert kept.status_code == 200 and kept.json()["state"] == "complete"
+        assert (await second.client.get(f"/v1/videos/{ok}/content")).status_code == 404
 
 
 async def test_runway_image_to_video_is_the_default_and_keeps_its_start_frame(live: OpenLive) -> None:
