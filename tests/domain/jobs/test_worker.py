@@ -276,3 +276,27 @@ async def test_free_slots_are_filled_in_one_claim_within_each_provider_cap(
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+class SkipsAhead:
+    """A buggy handler: it asks to download before any vendor accepted the job."""
+
+    async def run(self, context: JobContext) -> Sequence[str]:
+        await context.downloading()  # submitting → downloading is not a move a job can make
+        return ["never"]
+
+    async def cancel_upstream(self, job: Job) -> bool:
+        return False
+
+
+async def test_a_refused_move_fails_the_job_once_instead_of_handing_it_over_again(engine: Any) -> None:
+    store = JobRepository(session_factory(engine))
+    w = JobWorker(store, {"video": SkipsAhead()}, owner="w1")
+    await store.create("video", {"prompt": "a fox"})
+    ended = await w.run_once()
+    assert ended is not None and ended.state == "failed" and ended.lease_owner is None
+    assert (
+        ended.error_message is not None and "cannot go from submitting to downloading" in ended.error_message
+    )
+    assert await w.claim() is None  # nothing left to hand over: it does not loop
+    assert ended.attempt_count == 1

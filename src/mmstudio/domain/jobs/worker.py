@@ -48,6 +48,11 @@ class LeaseLost(Exception):
     """The job is not this worker's any more: stop working on it, write nothing."""
 
 
+class MoveRefused(Exception):
+    """A handler asked for a state change the job's state does not allow (a bug in the handler): the job
+    fails with this message instead of being handed over again and again."""
+
+
 class JobStore(Protocol):
     async def get(self, job_id: str) -> Job | None: ...
     async def claim(
@@ -115,42 +120,51 @@ class JobContext:
         self, handle: str, *, provider: str, model: str, attempts: Iterable[Mapping[str, Any]] = ()
     ) -> None:
         """The upstream accepted the job and answered `handle`: stored before anything else happens."""
-        self._update(
+        await self._moved(
             await self.store.record_submission(
                 self.job.id, self.owner, handle, provider=provider, model=model, attempts=attempts
-            )
+            ),
+            "running",
         )
 
     async def running(self, **fields: Any) -> None:
         """The work started without an upstream handle to keep (a synchronous call, e.g. an image);
         `fields` (the model that answered, the attempts) are stored in the same write."""
         if self.job.state != "running" or fields:
-            self._update(await self.store.move(self.job.id, self.owner, "running", **fields))
+            await self._moved(await self.store.move(self.job.id, self.owner, "running", **fields), "running")
 
     async def progress(self, percent: float, *, estimated: bool = False) -> None:
         """Store the progress (one write that returns the job) and tell the listeners; the same value
         again writes nothing (the lease keeper notices a lost lease or a cancel meanwhile)."""
         if percent == self.job.progress and estimated == self.job.progress_estimated:
             return
-        self._update(await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated))
+        reported = await self.store.report_progress(self.job.id, self.owner, percent, estimated=estimated)
+        await self._moved(reported, self.job.state)
 
     async def downloading(self) -> None:
         """Fetching the result. A job a restart found downloading already starts the download again."""
         if self.job.state != "downloading":
-            self._update(await self.store.move(self.job.id, self.owner, "downloading"))
+            await self._moved(await self.store.move(self.job.id, self.owner, "downloading"), "downloading")
 
     async def intend(self, intended: Mapping[str, Any]) -> None:
         """About to create the job upstream under a handle the caller chose (`intended` names it and
         the model): stored first, so a create whose answer is lost is found by asking the vendor."""
         info = {**self.job.info, "intended": dict(intended)}
-        self._update(await self.store.move(self.job.id, self.owner, "submitting", info=info))
+        await self._moved(
+            await self.store.move(self.job.id, self.owner, "submitting", info=info), "submitting"
+        )
 
     async def polling_again(self) -> None:
         """Back from downloading to polling (a result that must be fetched again)."""
-        self._update(await self.store.move(self.job.id, self.owner, "running"))
+        await self._moved(await self.store.move(self.job.id, self.owner, "running"), "running")
 
-    def _update(self, job: Job | None) -> None:
+    async def _moved(self, job: Job | None, target: JobState) -> None:
+        """The job as a write left it; a write that changed nothing was refused: the lease is gone
+        (`LeaseLost`), or the job still is this worker's and cannot go to `target` (`MoveRefused`)."""
         if job is None:
+            current = await self.store.get(self.job.id)
+            if current is not None and current.lease_owner == self.owner and not current.terminal:
+                raise MoveRefused(f"a {current.kind} job cannot go from {current.state} to {target}")
             raise LeaseLost(self.job.id)
         self.job = job
         self.notify(job)
