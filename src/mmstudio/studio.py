@@ -38,6 +38,7 @@ from mmstudio.domain.video.handler import VideoJobHandler
 from mmstudio.domain.video.local import LocalVideoEngines
 from mmstudio.domain.video.models import VideoModels
 from mmstudio.domain.video.service import VideoService
+from mmstudio.domain.video.studio import VideoStudio
 from mmstudio.providers import create_adapter
 from mmstudio.providers.base import (
     ChatRequest,
@@ -71,6 +72,7 @@ from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
 from mmstudio.storage.runner import Runner, open_runner
 from mmstudio.storage.secrets import SecretBox
+from mmstudio.storage.video_repo import VideoProjectRepository
 
 if TYPE_CHECKING:
     from mmstudio.storage.job_queue import ProcrastinateQueue
@@ -133,6 +135,7 @@ class Studio:
     image_jobs: ImageJobs
     jobs: JobService
     videos: VideoService
+    video_studio: VideoStudio
     local_videos: LocalVideoEngines
     worker: JobWorker
 
@@ -284,6 +287,9 @@ class Studio:
                 await studio.queue.open()  # its schema applied when absent
             studio.jobs = JobService(JobRepository(sessions), queue=studio.queue)
             studio.videos = VideoService(video_models, studio.jobs, studio.media)
+            studio.video_studio = VideoStudio(
+                VideoProjectRepository(sessions), video_models, studio.media, studio.videos
+            )
             studio.image_jobs = ImageJobs(studio.images, studio.jobs)
             studio.worker = JobWorker(
                 JobRepository(sessions),

@@ -404,3 +404,59 @@ class JobRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class VideoProjectRow(Base):
+    """A Video Studio project and its settings for the next shot, one column per setting so that two
+    tabs changing different settings at once both keep their change (last write wins per field)."""
+
+    __tablename__ = "video_projects"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    aspect_ratio: Mapped[str] = mapped_column(String(20))
+    resolution: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    order_version: Mapped[int] = mapped_column(Integer, default=0)  # bumped by every change of the order
+    selected_clip_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    playhead_s: Mapped[float] = mapped_column(Float, default=0.0)
+    model: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    start_frame: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    end_frame: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    pan_x: Mapped[float] = mapped_column(Float, default=0.0)
+    pan_y: Mapped[float] = mapped_column(Float, default=0.0)
+    zoom: Mapped[float] = mapped_column(Float, default=0.0)
+    tilt: Mapped[float] = mapped_column(Float, default=0.0)
+    roll: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_s: Mapped[float] = mapped_column(Float, default=4.0)
+    stability: Mapped[float] = mapped_column(Float, default=0.0)
+    amplitude: Mapped[float] = mapped_column(Float, default=0.0)
+    coherence: Mapped[float] = mapped_column(Float, default=0.0)
+    seed: Mapped[int] = mapped_column(Integer, default=-1)
+    loop: Mapped[bool] = mapped_column(Boolean, default=False)
+    interpolate: Mapped[bool] = mapped_column(Boolean, default=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+
+
+class VideoClipRow(Base):
+    """A clip on a project's timeline: the job that makes it (or an uploaded video), its output, the
+    settings it was made with, and its trim. `position` orders the live clips; a deleted clip keeps its
+    row (`deleted_at`) so the delete can be undone."""
+
+    __tablename__ = "video_clips"
+    __table_args__ = (Index("ix_video_clips_project_id_position", "project_id", "position"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(40), ForeignKey("video_projects.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    asset_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trim_in_s: Mapped[float] = mapped_column(Float, default=0.0)
+    trim_out_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -144,6 +144,8 @@ class MediaStore:
             raise UnsupportedMediaType(
                 f"{filename} is empty; send a PNG, JPEG, WebP or GIF image", field="file"
             )
+        if videos.looks_like_video(data):  # an MP4, MOV or WebM: a clip for the Video Studio
+            return await self.save_video(_one(data), recipe=None, tier=tier, filename=filename)
         max_pixels = self.config.max_pixels
 
         def prepare() -> tuple[pictures.Picture, str]:
@@ -171,13 +173,14 @@ class MediaStore:
         self,
         chunks: AsyncIterator[bytes],
         *,
-        recipe: Recipe,
+        recipe: Recipe | None,
         attempts: tuple[Mapping[str, Any], ...] = (),
         latency_ms: float | None = None,
         cost_usd: float | None = None,
         parent_id: str | None = None,
         tier: str | None = None,
         max_bytes: int = MAX_VIDEO_BYTES,
+        filename: str | None = None,
     ) -> MediaAsset:
         """Store a video as it downloads: streamed to a temp file (hashed on the way), its size and type
         checked (PyAV), its poster frame made, then fsynced and renamed under its sha256. A download
@@ -227,6 +230,7 @@ class MediaStore:
             cost_usd=cost_usd,
             parent_id=parent_id,
             tier=tier,
+            filename=Path(filename).name[:300] or "upload" if filename is not None else None,
             duration_s=info.duration_s,
             fps=info.fps,
         )
@@ -340,3 +344,7 @@ class MediaStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data

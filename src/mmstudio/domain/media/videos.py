@@ -21,6 +21,11 @@ class VideoInfo:
     fps: float | None
 
 
+def looks_like_video(data: bytes) -> bool:
+    """The first bytes of an MP4 or MOV (an `ftyp` box) or a WebM (the EBML magic)."""
+    return data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3"
+
+
 def _mime(format_name: str) -> str | None:
     """FFmpeg names the demuxer of MP4 and MOV alike ("mov,mp4,m4a,..."): MP4 is what vendors send."""
     names = format_name.split(",")
