@@ -34,6 +34,8 @@ from mmstudio.domain.ratelimit import RateLimiter
 from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import Routed, RoutedStream, RouteOptions, Router
 from mmstudio.domain.types import Endpoint
+from mmstudio.domain.video.export import KIND as EXPORT_KIND
+from mmstudio.domain.video.export import ExportJobHandler
 from mmstudio.domain.video.handler import VideoJobHandler
 from mmstudio.domain.video.local import LocalVideoEngines
 from mmstudio.domain.video.models import VideoModels
@@ -295,6 +297,7 @@ class Studio:
                 JobRepository(sessions),
                 {
                     "image": ImageJobHandler(studio.images),
+                    EXPORT_KIND: ExportJobHandler(studio.media),
                     "video": VideoJobHandler(
                         functools.partial(video_models.resolve, usable_only=False),
                         studio.media,

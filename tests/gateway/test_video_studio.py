@@ -18,6 +18,7 @@ from tests.fakes.images import make_image
 from tests.fakes.openai_videos_server import FakeOpenAIVideosServer
 from tests.fakes.videos import make_mp4
 from tests.gateway.conftest import LiveStudio, OpenLive, engines, serve
+from tests.gateway.test_videos import wait_done
 
 KEY = "sk-video-studio-0123456789abcdef"
 FAST = StudioConfig(videos=VideosConfig(poll_interval_s=0.01))
@@ -227,3 +228,65 @@ async def test_two_tabs_changing_fields_at_once_keep_each_change(live: OpenLive)
         9,
         True,
     )
+
+
+async def test_export_renders_the_timeline_with_its_trims_into_one_film(live: OpenLive) -> None:
+    import io
+
+    import av
+    from PIL import Image
+
+    running = await live(env_for(None), config=FAST)
+    pid = (await running.client.post(BASE, json={"name": "film", "resolution": "480p"})).json()["id"]
+    empty = await running.client.post(f"{BASE}/{pid}/export")
+    assert empty.status_code == 400 and "no clips" in empty.json()["message"]
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
+    for i, colour in enumerate(colours):
+        asset = await _upload(
+            running, make_mp4(64, 36, seconds=2, fps=4, color=colour), f"{i}.mp4", "video/mp4"
+        )
+        await running.client.post(f"{BASE}/{pid}/clips", json={"asset_id": asset})
+    clips = (await running.client.get(f"{BASE}/{pid}")).json()["clips"]
+    await running.client.patch(f"{BASE}/{pid}/clips/{clips[1]['id']}", json={"trim_in_s": 1.0})
+    made = await running.client.post(f"{BASE}/{pid}/export", json={"fps": 4})
+    assert made.status_code == 202 and made.json()["kind"] == "export", made.text
+    job = (await wait_done(running, made.json()["id"]))["job"]  # its event stream to the end
+    assert job["state"] == "complete" and job["progress"] == 100, job
+    film = await running.client.get(job["outputs"][0]["url"])
+    assert film.status_code == 200 and film.headers["content-type"] == "video/mp4"
+    with av.open(io.BytesIO(film.content)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
+        frames = [f.to_image() for f in container.decode(stream)]
+    assert len(frames) == 8 + 4 + 8  # 2 s, 1 s (trimmed), 2 s at 4 fps
+    middle = [frames[4], frames[10], frames[16]]
+    for frame, (r, g, b) in zip(middle, colours, strict=True):
+        got = frame.getpixel((427, 240))
+        assert abs(got[0] - r) < 30 and abs(got[1] - g) < 30 and abs(got[2] - b) < 60, (got, (r, g, b))
+    chained = await running.client.post(f"{BASE}/{pid}/clips/{clips[2]['id']}/last-frame")
+    assert chained.status_code == 200, chained.text
+    still = chained.json()["nextShot"]["startFrame"]
+    picture = Image.open(io.BytesIO((await running.client.get(f"/api/media/{still}")).content))
+    assert picture.size == (64, 36) and picture.getpixel((32, 18))[2] > 150  # the blue clip's last frame
+
+
+async def test_a_cancelled_export_stops_its_render_and_stores_nothing(live: OpenLive) -> None:
+    running = await live(env_for(None), config=FAST)
+    pid = (await running.client.post(BASE, json={"name": "long", "resolution": "1080p"})).json()["id"]
+    asset = await _upload(running, make_mp4(64, 36, seconds=4, fps=4), "a.mp4", "video/mp4")
+    for _ in range(3):
+        await running.client.post(f"{BASE}/{pid}/clips", json={"asset_id": asset})
+    media = running.studio.media
+    before = [a.id for a in (await media.rows.list(kind="video", limit=100, offset=0)).items]
+    assert len(before) == 1
+    job_id = (await running.client.post(f"{BASE}/{pid}/export", json={"fps": 60})).json()["id"]  # 720 frames
+    async with running.client.stream("GET", f"/api/jobs/{job_id}/events") as events:
+        async for line in events.aiter_lines():
+            if '"state":"running"' in line.replace(" ", ""):
+                break
+    cancelled = await running.client.post(f"/api/jobs/{job_id}/cancel")
+    assert cancelled.status_code == 200
+    job = (await wait_done(running, job_id))["job"]
+    assert job["state"] == "cancelled" and job["outputs"] == [], job
+    assert [a.id for a in (await media.rows.list(kind="video", limit=100, offset=0)).items] == before
+    assert not list(media.files.tmp.glob("*.part"))  # the render's file is gone

@@ -158,6 +158,32 @@ async def reorder(project_id: str, request: Request, studio: StudioDep) -> JSONR
     return JSONResponse(view_json(await studio.video_studio.view(project_id)))
 
 
+class ExportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fps: int = Field(default=24, ge=1, le=60, description="frames per second of the film")
+
+
+@router.post("/{project_id}/clips/{clip_id}/last-frame")
+async def use_last_frame(project_id: str, clip_id: str, studio: StudioDep) -> JSONResponse:
+    """The clip's last frame as an image, made the next shot's start frame (the usual way to chain)."""
+    await studio.video_studio.use_last_frame(project_id, clip_id)
+    return JSONResponse(view_json(await studio.video_studio.view(project_id)))
+
+
+@router.post(
+    "/{project_id}/export", status_code=202, response_model=None, openapi_extra=body_schema(ExportIn)
+)
+async def export(project_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """An export job (202): the timeline as it is now rendered into one MP4 at the project's size, with
+    progress on the job (`/api/jobs/{id}/events`), cancellable; the film is the job's output."""
+    body = await parse_body(request, ExportIn) if await request.body() else ExportIn()
+    job = await studio.video_studio.export(
+        project_id, fps=body.fps, idempotency_key=request.headers.get("idempotency-key") or None
+    )
+    return JSONResponse(job_json(job), status_code=202)
+
+
 @router.post("/{project_id}/generate", status_code=202)
 async def generate(project_id: str, request: Request, studio: StudioDep) -> JSONResponse:
     """A video job from the next-shot settings with the selected model, and its clip on the timeline at

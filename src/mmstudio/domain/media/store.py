@@ -237,6 +237,24 @@ class MediaStore:
         await self.rows.add(asset)
         return asset
 
+    def scratch_path(self) -> Path:
+        """A fresh temp file inside the media store (same file system: made files are renamed in)."""
+        return self.files.temp_path()
+
+    async def save_video_file(self, path: Path, *, recipe: Recipe) -> MediaAsset:
+        """Store a video this process made (an export) as `save_video` stores a download; `path` is
+        left for the caller to remove."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            handle = await asyncio.to_thread(open, path, "rb")
+            try:
+                while chunk := await asyncio.to_thread(handle.read, 1 << 20):
+                    yield chunk
+            finally:
+                await asyncio.to_thread(handle.close)
+
+        return await self.save_video(chunks(), recipe=recipe, max_bytes=1 << 40)
+
     async def poster(self, asset: MediaAsset) -> Path:
         path = self.files.poster_path(asset.sha256)
         if not await asyncio.to_thread(path.is_file):

@@ -9,15 +9,20 @@ the clip. Each refusal is a 400 naming the field and what is allowed, and the pr
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.media.types import MediaAsset
+from mmstudio.domain.video.export import EXPORT_MODEL, export_size
+from mmstudio.domain.video.export import KIND as EXPORT_KIND
 from mmstudio.domain.video.models import NEVER_DEFAULT, VideoEntry, VideoModels
 from mmstudio.domain.video.projects import Clip, Project, ShotSettings, check_project, check_settings
+from mmstudio.domain.video.render import last_frame
 from mmstudio.domain.video.service import VideoOrder, VideoService
 from mmstudio.errors import InvalidRequest, NotFound
 
@@ -51,6 +56,8 @@ class ProjectStore(Protocol):
 
 class Media(Protocol):
     async def get(self, asset_id: str) -> MediaAsset | None: ...
+    async def read_path(self, asset: MediaAsset) -> Path: ...
+    async def save_upload(self, data: bytes, filename: str, *, tier: str | None = None) -> MediaAsset: ...
 
 
 class Jobs(Protocol):
@@ -239,6 +246,57 @@ class VideoStudio:
                 raise NotFound("no deleted clip to restore in this project")
             clip_id = deleted[0].id
         return await self.projects.restore_clip(project_id, clip_id)
+
+    # -- chaining shots and export -----------------------------------------------------------------
+
+    async def use_last_frame(self, project_id: str, clip_id: str) -> Project:
+        """The clip's last frame as an image asset, made the next shot's start frame."""
+        project = await self.get(project_id)
+        clip = next((c for c in project.clips if c.id == clip_id), None)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id!r} on this timeline")
+        asset = await self._clip_video(clip, 1 + project.clips.index(clip))
+        png = await asyncio.to_thread(last_frame, await self.media.read_path(asset))
+        still = await self.media.save_upload(png, f"last-frame-{clip.id}.png")
+        return await self.projects.update(project_id, {"start_frame": still.id})
+
+    async def export(self, project_id: str, *, fps: int = 24, idempotency_key: str | None = None) -> Job:
+        """An export job of the timeline as it is now (every clip with its trim), at the project's size."""
+        project = await self.get(project_id)
+        if not project.clips:
+            raise InvalidRequest("the timeline has no clips: generate or add one first", field="clips")
+        cuts = []
+        for index, clip in enumerate(project.clips, start=1):
+            asset = await self._clip_video(clip, index)
+            cuts.append({"asset_id": asset.id, "start_s": clip.trim_in_s, "end_s": clip.trim_out_s})
+        width, height = export_size(project.aspect_ratio, project.resolution)
+        request = {
+            "project_id": project.id,
+            "project_name": project.name,
+            "aspect_ratio": project.aspect_ratio,
+            "width": width,
+            "height": height,
+            "fps": fps,
+            "cuts": cuts,
+        }
+        job, _ = await self.videos.jobs.create(
+            EXPORT_KIND, request, plan=[EXPORT_MODEL], idempotency_key=idempotency_key
+        )
+        return job
+
+    async def _clip_video(self, clip: Clip, index: int) -> MediaAsset:
+        asset_id = clip.asset_id
+        if asset_id is None and clip.job_id is not None:
+            job = await self._job(clip.job_id)
+            if job is not None and job.state == "complete" and job.output_ids:
+                asset_id = job.output_ids[0]
+        asset = await self.media.get(asset_id) if asset_id else None
+        if asset is None:
+            raise InvalidRequest(
+                f"clip {index} has no video yet (still generating, failed, or its file was deleted)",
+                field="clips",
+            )
+        return asset
 
     # -- generate ----------------------------------------------------------------------------------
 
