@@ -388,3 +388,48 @@ def test_video_follows_the_job_writes_the_file_and_jobs_lists_it(env: dict[str, 
         assert bad.exit_code != 0 and "Unknown video model" in bad.output
         missing = runner.invoke(app, ["jobs", "watch", "job_nope"], env=video_env)
         assert missing.exit_code != 0 and "no job 'job_nope'" in missing.output
+
+
+def test_studio_video_new_generate_and_export_a_film(env: dict[str, str], tmp_path: Path) -> None:
+    import av
+
+    from tests.fakes.openai_videos_server import FakeOpenAIVideosServer
+
+    config = tmp_path / "mmstudio.yaml"
+    config.write_text("videos: {poll_interval_s: 0.01}\n")
+    with FakeOpenAIVideosServer(api_key="sk-cli-studio") as sora:
+        video_env = {
+            **env,
+            "MMSTUDIO_CONFIG": str(config),
+            "OPENAI_API_KEY": "sk-cli-studio",
+            "OPENAI_BASE_URL": f"{sora.url}/v1",
+        }
+        made = runner.invoke(app, ["studio", "video", "new", "trip", "--resolution", "480p"], env=video_env)
+        assert made.exit_code == 0 and "trip" in made.output and "none usable" in made.output, made.output
+        shot = runner.invoke(
+            app,
+            ["studio", "video", "generate", "trip", "a fox", "-m", "openai/sora-2", "--camera-pan-x", "-0.5"],
+            env=video_env,
+        )
+        assert shot.exit_code == 0 and "Made with openai/sora-2" in shot.output, shot.output
+        assert sora.creates[-1].values["prompt"] == "a fox. Camera: slow pan left."  # what went upstream
+        listed = runner.invoke(app, ["studio", "video", "list"], env=video_env)
+        assert listed.exit_code == 0 and "openai/sora-2" in listed.output and "trip" in listed.output
+        film = tmp_path / "film.mp4"
+        exported = runner.invoke(
+            app, ["studio", "video", "export", "trip", "-o", str(film), "--fps", "4"], env=video_env
+        )
+        assert exported.exit_code == 0 and "Made with mmstudio/export" in exported.output, exported.output
+        with av.open(str(film)) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.width, stream.codec_context.height) == (854, 480)
+        wild = runner.invoke(
+            app, ["studio", "video", "generate", "trip", "x", "--camera-zoom", "2"], env=video_env
+        )
+        assert wild.exit_code != 0 and "camera-zoom" in wild.output
+        missing = runner.invoke(app, ["studio", "video", "export", "nope", "-o", str(film)], env=video_env)
+        assert (
+            missing.exit_code != 0
+            and "no video project 'nope'" in missing.output
+            and "Traceback" not in missing.output
+        )

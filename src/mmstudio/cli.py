@@ -629,10 +629,11 @@ def conversations_export(
         err.print(f"wrote {out}")
 
 
-from mmstudio import cli_images, cli_jobs  # noqa: E402  (their commands use the options and helpers above)
+from mmstudio import cli_images, cli_jobs, cli_video_studio  # noqa: E402  (their commands use the options and helpers above)
 
 cli_images.register(app)
 cli_jobs.register(app)
+cli_video_studio.register(app)
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ class ExportJobHandler:
             path = await self.store.read_path(asset)
             cuts.append(Cut(path, float(clip.get("start_s") or 0.0), clip.get("end_s")))
         spec = RenderSpec(int(request["width"]), int(request["height"]), int(request["fps"]))
-        await context.running()
+        await context.running(model=EXPORT_MODEL)
         out = self.store.scratch_path()
         stop = threading.Event()
         percent = [0.0]
