@@ -290,3 +290,30 @@ async def test_a_cancelled_export_stops_its_render_and_stores_nothing(live: Open
     assert job["state"] == "cancelled" and job["outputs"] == [], job
     assert [a.id for a in (await media.rows.list(kind="video", limit=100, offset=0)).items] == before
     assert not list(media.files.tmp.glob("*.part"))  # the render's file is gone
+
+
+async def test_a_failed_clip_shows_why_and_a_paid_retry_needs_confirm(
+    live: OpenLive, sora: FakeOpenAIVideosServer
+) -> None:
+    from tests.fakes.openai_videos_server import VideoReply
+
+    running = await live(env_for(sora), config=FAST)
+    pid = (await running.client.post(BASE, json={"name": "p"})).json()["id"]
+    await running.client.patch(f"{BASE}/{pid}", json={"model": "openai/sora-2", "prompt": "a fox"})
+    sora.script(VideoReply(outcome="failed", error_message="The render farm melted."))
+    clip = (await running.client.post(f"{BASE}/{pid}/generate")).json()["clip"]
+    failed = await _clip_done(running, pid, clip["id"])
+    assert failed["state"] == "failed" and "The render farm melted." in failed["error"]
+    asked = await running.client.post(f"{BASE}/{pid}/clips/{clip['id']}/retry")
+    assert (
+        asked.status_code == 400
+        and asked.json()["field"] == "confirm"
+        and "billed" in asked.json()["message"]
+    )
+    assert sora.submissions == 1  # nothing sent without the confirmation
+    again = await running.client.post(f"{BASE}/{pid}/clips/{clip['id']}/retry", json={"confirm": True})
+    assert again.status_code == 202 and again.json()["clip"]["jobId"] != failed["jobId"]
+    done = await _clip_done(running, pid, clip["id"])
+    assert done["state"] == "complete" and done["assetId"] and sora.submissions == 2
+    view = (await running.client.get(f"{BASE}/{pid}")).json()
+    assert [c["id"] for c in view["clips"]] == [clip["id"]]  # in its place, not a second clip

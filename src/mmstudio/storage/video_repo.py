@@ -159,8 +159,8 @@ class VideoProjectRepository:
         return _clip(row)
 
     async def update_clip(self, project_id: str, clip_id: str, fields: Mapping[str, Any]) -> Clip:
-        """Trim points or the output asset of a live clip."""
-        values = {k: v for k, v in fields.items() if k in ("trim_in_s", "trim_out_s", "asset_id")}
+        """Trim points, the output asset or the job of a live clip."""
+        values = {k: v for k, v in fields.items() if k in ("trim_in_s", "trim_out_s", "asset_id", "job_id")}
         async with self._sessions() as session, session.begin():
             row = await self._live_clip(session, project_id, clip_id)
             for name, value in values.items():

@@ -158,6 +158,26 @@ async def reorder(project_id: str, request: Request, studio: StudioDep) -> JSONR
     return JSONResponse(view_json(await studio.video_studio.view(project_id)))
 
 
+class RetryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: bool = Field(default=False, description="true: make a second paid submission of a shot")
+
+
+@router.post(
+    "/{project_id}/clips/{clip_id}/retry",
+    status_code=202,
+    response_model=None,
+    openapi_extra=body_schema(RetryIn),
+)
+async def retry_clip(project_id: str, clip_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """A failed clip's shot again, in its place (202). A shot the vendor had accepted may have been
+    billed: then only with `confirm: true` (the page asks first)."""
+    body = await parse_body(request, RetryIn) if await request.body() else RetryIn()
+    clip, job = await studio.video_studio.retry_clip(project_id, clip_id, confirm=body.confirm)
+    return JSONResponse({"clip": clip_json(clip), "job": job_json(job)}, status_code=202)
+
+
 class ExportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -247,6 +247,28 @@ class VideoStudio:
             clip_id = deleted[0].id
         return await self.projects.restore_clip(project_id, clip_id)
 
+    async def retry_clip(self, project_id: str, clip_id: str, *, confirm: bool = False) -> tuple[Clip, Job]:
+        """A failed or cancelled clip's shot made again as a new job (the clip keeps its place). When the
+        vendor had accepted the first one (it may have been billed), only with `confirm`."""
+        project = await self.get(project_id)
+        clip = next((c for c in project.clips if c.id == clip_id), None)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id!r} on this timeline")
+        job = await self._job(clip.job_id)
+        if job is None:
+            raise InvalidRequest(
+                "this clip was not generated here: there is nothing to retry", field="clip_id"
+            )
+        if job.upstream_handle is not None and not confirm and job.state in ("failed", "cancelled"):
+            raise InvalidRequest(
+                f"{job.model or 'the vendor'} accepted this shot before it {job.state}, so it may have been "
+                "billed; a retry is a second paid submission: send confirm true to make it",
+                field="confirm",
+            )
+        again = await self.videos.jobs.retry(job.id)
+        updated = await self.projects.update_clip(project_id, clip_id, {"job_id": again.id, "asset_id": None})
+        return updated, again
+
     # -- chaining shots and export -----------------------------------------------------------------
 
     async def use_last_frame(self, project_id: str, clip_id: str) -> Project:
