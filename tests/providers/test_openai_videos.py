@@ -181,14 +181,25 @@ async def test_a_start_image_goes_as_input_reference(
     assert call.values["model"] == "sora-2-pro" and call.values["size"] == "1792x1024"
 
 
-async def test_a_start_image_of_another_size_is_the_apis_400(
+async def test_a_start_image_of_another_size_is_fitted_to_the_video_first(
     adapter: OpenAIVideosAdapter, server: FakeOpenAIVideosServer
 ) -> None:
-    frame = InputImage(make_image(64, 64, "PNG"), "image/png", "small.png")
-    with pytest.raises(BadRequest, match="must match the requested width and height") as caught:
-        await adapter.submit(ask(resolution="720x1280", start_image=frame))
-    assert not caught.value.retryable
-    assert server.submissions == 0
+    """The API answers 400 "must match the requested width and height" for any other size (the fake
+    does too): the adapter scales and centre-crops the frame to the video's size, as PNG."""
+    import io
+
+    from PIL import Image
+
+    frame = InputImage(make_image(64, 64, "JPEG"), "image/jpeg", "small.jpg")
+    await adapter.submit(ask(resolution="720x1280", start_image=frame))
+    (call,) = server.creates
+    assert (
+        call.reference is not None
+        and call.reference_type == "image/png"
+        and call.reference_name == "small.png"
+    )
+    assert Image.open(io.BytesIO(call.reference)).size == (720, 1280)
+    assert server.submissions == 1
 
 
 async def test_a_size_the_model_lacks_is_bad_request(

@@ -16,10 +16,13 @@ bodies, mapped as in the image adapter. OpenAI scheduled these endpoints to shut
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -125,7 +128,12 @@ class OpenAIVideosAdapter(HTTPAdapter):
         files: list[tuple[str, tuple[str, bytes, str]]] = []
         if request.start_image is not None:
             image = request.start_image
-            files.append(("input_reference", (image.name, image.data, image.media_type)))
+            name, data, media_type = image.name, image.data, image.media_type
+            if "size" in form:  # the API refuses a reference of another size than the video's
+                fitted = await asyncio.to_thread(fit_reference, data, form["size"])
+                if fitted is not None:
+                    name, data, media_type = f"{Path(name).stem or 'start'}.png", fitted, "image/png"
+            files.append(("input_reference", (name, data, media_type)))
         else:
             # Without a file httpx would send the form urlencoded; the endpoint is documented (and
             # the SDK sends it) as multipart, so the text goes as parts without a filename.
@@ -299,3 +307,20 @@ def json_or_text(body: bytes, status: int) -> Any:
 
 
 __all__ = ["OPENAI_VIDEO_MODELS", "OpenAIVideosAdapter"]
+
+
+def fit_reference(data: bytes, size: str) -> bytes | None:
+    """The start frame scaled and centre-cropped to fill `size` ("1280x720") as PNG: OpenAI answers 400
+    "Inpaint image must match the requested width and height" otherwise. None when it already fits."""
+    from PIL import Image, ImageOps
+
+    width, height = (int(n) for n in size.split("x"))
+    with Image.open(io.BytesIO(data)) as picture:
+        if picture.size == (width, height):
+            return None
+        fitted = ImageOps.fit(
+            ImageOps.exif_transpose(picture).convert("RGB"), (width, height), Image.Resampling.LANCZOS
+        )
+    out = io.BytesIO()
+    fitted.save(out, "PNG")
+    return out.getvalue()
