@@ -288,6 +288,7 @@ async def test_a_cancelled_export_stops_its_render_and_stores_nothing(live: Open
     assert cancelled.status_code == 200
     job = (await wait_done(running, job_id))["job"]
     assert job["state"] == "cancelled" and job["outputs"] == [], job
+    assert job["error"] == "cancelled; the render was stopped and nothing was stored"
     assert [a.id for a in (await media.rows.list(kind="video", limit=100, offset=0)).items] == before
     assert not list(media.files.tmp.glob("*.part"))  # the render's file is gone
 

@@ -513,7 +513,7 @@ class JobWorker:
                 stopped = await handler.cancel_upstream(job)
             except StudioError as exc:
                 log.warning("job %s: cancelling upstream failed: %s", job.id, exc.message)
-        message = (
+        message = getattr(handler, "cancelled_message", None) or (  # a job that runs here says its own
             "cancelled; the vendor stopped it"
             if stopped
             else "cancelled; the vendor cannot stop it, so its result will be discarded"

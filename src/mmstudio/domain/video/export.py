@@ -37,6 +37,8 @@ def export_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:
 
 
 class ExportJobHandler:
+    cancelled_message = "cancelled; the render was stopped and nothing was stored"
+
     def __init__(self, store: MediaStore) -> None:
         self.store = store
 
