@@ -412,6 +412,7 @@ def test_studio_video_new_generate_and_export_a_film(env: dict[str, str], tmp_pa
             env=video_env,
         )
         assert shot.exit_code == 0 and "Made with openai/sora-2" in shot.output, shot.output
+        assert not list(Path.cwd().glob("*.mp4"))  # without -o the clip stays on the timeline only
         assert sora.creates[-1].values["prompt"] == "a fox. Camera: slow pan left."  # what went upstream
         listed = runner.invoke(app, ["studio", "video", "list"], env=video_env)
         assert listed.exit_code == 0 and "openai/sora-2" in listed.output and "trip" in listed.output

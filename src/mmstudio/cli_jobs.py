@@ -194,7 +194,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
 
 
-async def _follow(studio: Studio, job_id: str, out: Path | None) -> None:
+async def _follow(studio: Studio, job_id: str, out: Path | None, *, save: bool = True) -> None:
+    """Run a worker here and follow the job with a progress bar; then write its outputs (to `out`, or
+    to the current folder) unless `save` is False."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mmstudio import cli
@@ -225,7 +227,7 @@ async def _follow(studio: Studio, job_id: str, out: Path | None) -> None:
     assert final is not None
     if final.state != "complete":
         raise StudioError(f"job {final.id} {final.state}: {final.error_message or 'no reason given'}")
-    for asset_id in final.output_ids:
+    for asset_id in final.output_ids if save else ():
         asset = await studio.media.get(asset_id)
         if asset is None:
             continue

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
             await studio.video_studio.update(found.id, changes)
             clip, job = await studio.video_studio.generate(found.id)
             cli.err.print(f"clip [bold]{clip.id}[/] on {found.name}: job {job.id} ({', '.join(job.plan)})")
-            await _follow(studio, job.id, out)
+            await _follow(studio, job.id, out, save=out is not None)  # the clip is on the timeline anyway
 
         cli._run(lambda: cli._with_studio(settings, work))
 
