@@ -79,6 +79,11 @@ async def jobs(request: Request) -> HTMLResponse:
     return render(request, "jobs.html", page="jobs", title="Jobs", states=STATES, page_size=JOBS_PAGE)
 
 
+@router.get("/video-studio", response_class=HTMLResponse)
+async def video_studio(request: Request) -> HTMLResponse:
+    return render(request, "video_studio.html", page="video_studio", title="Video Studio")
+
+
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
 async def metrics(request: Request) -> HTMLResponse:
     return render(request, "metrics.html", page="metrics", title="Metrics")
