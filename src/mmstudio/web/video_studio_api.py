@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.video.models import VideoEntry
-from mmstudio.domain.video.projects import ASPECT_RATIOS, MAX_PROMPT, RESOLUTIONS, Clip, Project, ShotSettings
+from mmstudio.domain.video.projects import (
+    ASPECT_RATIOS,
+    MAX_PROMPT,
+    RANGES,
+    RESOLUTIONS,
+    Clip,
+    Project,
+    ShotSettings,
+)
 from mmstudio.domain.video.studio import ClipView, ProjectView
 from mmstudio.web.bodies import body_schema, parse_body
 from mmstudio.web.deps import StudioDep
@@ -19,8 +27,8 @@ from mmstudio.web.jobs_api import job_json, video_model_json
 
 router = APIRouter(prefix="/api/video-studio/projects", tags=["video studio"])
 
-Camera = Field(default=None, ge=-1.0, le=1.0)
-Tune = Field(default=None, ge=0.0, le=1.0)
+Camera = Field(default=None, ge=RANGES["pan_x"][0], le=RANGES["pan_x"][1])  # the domain's ranges
+Tune = Field(default=None, ge=RANGES["stability"][0], le=RANGES["stability"][1])
 
 
 class ProjectIn(BaseModel):
@@ -49,7 +57,7 @@ class ProjectPatch(BaseModel):
     zoom: float | None = Camera
     tilt: float | None = Camera
     roll: float | None = Camera
-    duration_s: float | None = Field(default=None, ge=1, le=60)
+    duration_s: float | None = Field(default=None, ge=RANGES["duration_s"][0], le=RANGES["duration_s"][1])
     stability: float | None = Tune
     amplitude: float | None = Tune
     coherence: float | None = Tune

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ class ExportJobHandler:
         return True  # nothing runs elsewhere: cancelling the job stopped the render
 
 
-def _recipe(request: dict[str, Any] | Any, duration_s: float) -> Recipe:
+def _recipe(request: Mapping[str, Any], duration_s: float) -> Recipe:
     return Recipe(
         model_used=EXPORT_MODEL,
         provider="mmstudio",

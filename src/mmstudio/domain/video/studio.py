@@ -159,9 +159,11 @@ class VideoStudio:
 
     async def _check_against_model(self, current: ShotSettings, changes: Mapping[str, Any]) -> None:
         merged = replace(current, **changes)
-        entry = self.models.entry(merged.model) if "model" in changes and merged.model else None
-        if entry is None and merged.model and merged.model in self.models.entries:
-            entry = self.models.entries[merged.model]
+        # A newly chosen model must exist (a 400 listing the video models); the one kept may have gone.
+        if "model" in changes and merged.model:
+            entry: VideoEntry | None = self.models.entry(merged.model)
+        else:
+            entry = self.models.entries.get(merged.model) if merged.model else None
         for name in ("start_frame", "end_frame"):
             if changes.get(name):
                 await self._image(changes[name], name)

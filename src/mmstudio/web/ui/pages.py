@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from mmstudio.domain.codegen.catalog import FRAMEWORKS, TARGET_TYPES
 from mmstudio.domain.codegen.service import MAX_DESCRIPTION, MAX_NAME
 from mmstudio.domain.jobs.types import STATES
+from mmstudio.domain.video.projects import CAMERA, RANGES, TUNES
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import chat_views
 from mmstudio.web.ui.markdown import pygments_css
@@ -81,7 +82,18 @@ async def jobs(request: Request) -> HTMLResponse:
 
 @router.get("/video-studio", response_class=HTMLResponse)
 async def video_studio(request: Request) -> HTMLResponse:
-    return render(request, "video_studio.html", page="video_studio", title="Video Studio")
+    def sliders(names: tuple[str, ...]) -> list[tuple[str, str, float, float]]:
+        return [(n, n.replace("_", " ").capitalize(), *RANGES[n]) for n in names]
+
+    return render(  # the sliders' ranges are the ones the API checks
+        request,
+        "video_studio.html",
+        page="video_studio",
+        title="Video Studio",
+        camera=sliders(CAMERA),
+        tunes=sliders(TUNES),
+        duration=tuple(int(v) for v in RANGES["duration_s"]),
+    )
 
 
 @router.get("/metrics-dashboard", response_class=HTMLResponse)
