@@ -167,6 +167,37 @@ def test_frame_rate_normalisation_shows_the_latest_frame_at_or_before_each_outpu
     assert list(render_module._pick(late, 0.0, 8, 4)) == [0, 0, 0, 1]
 
 
+def test_an_interpolated_slow_clip_blends_the_frames_between_its_own(tmp_path: Path) -> None:
+    """8 fps to 24 fps: output frames 0, 3, 6 are source frames 0, 1, 2; those between are a third and
+    two thirds of the way from one to the next (frame index 1/3, 2/3, ... by the shade)."""
+    source = tmp_path / "eight.mp4"
+    color = (40, 120, 200)
+    source.write_bytes(make_mp4(64, 36, seconds=2, fps=8, color=color))
+    clip = Clip(source, 64, 36, 8, color)
+
+    render([Cut(source, interpolate=True)], RenderSpec(64, 36, 24), tmp_path / "smooth.mp4")
+    render([Cut(source)], RenderSpec(64, 36, 24), tmp_path / "repeated.mp4")
+
+    smooth = [clip.index_of(f.getpixel((32, 18))) for f in decoded(tmp_path / "smooth.mp4")[1]]
+    repeated = [clip.index_of(f.getpixel((32, 18))) for f in decoded(tmp_path / "repeated.mp4")[1]]
+    assert len(smooth) == len(repeated) == 48
+    for k in range(45):  # up to the last source frame (frame 15 at 1.875 s), past which it is held
+        assert abs(smooth[k] - k / 3) <= 0.5, (k, smooth[k])
+        assert abs(repeated[k] - k // 3) <= 0.5, (k, repeated[k])
+    assert any(abs(a - b) >= 0.5 for a, b in zip(smooth, repeated, strict=True))
+
+
+def test_blending_weighs_the_two_frames_around_each_output_time() -> None:
+    def between(source_fps: float, fps: int, count: int, frames: int = 100) -> list[tuple[int, int, float]]:
+        times = ((i / source_fps, i) for i in range(frames))
+        return [(a, b, round(w, 3)) for a, b, w in render_module._pick_between(times, 0.0, fps, count)]
+
+    # on a source frame's own time the weight is 0: that frame, as it is
+    assert between(8, 24, 4) == [(0, 1, 0.0), (0, 1, 0.333), (0, 1, 0.667), (1, 2, 0.0)]
+    assert between(8, 8, 4, frames=2)[-1] == (1, 1, 0.0)  # past the last frame: the last one alone
+    assert between(30, 24, 2)[1] == (1, 2, 0.25)  # 1/24 s lies a quarter past frame 1 (1/30 s)
+
+
 def test_progress_rises_to_100_and_cancelling_leaves_nothing(clips: list[Clip], tmp_path: Path) -> None:
     cuts = [Cut(clips[i].path) for i in (0, 2, 4)]
     spec = RenderSpec(96, 54, 12)

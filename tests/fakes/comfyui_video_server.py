@@ -15,7 +15,10 @@ It is `FakeComfyUIServer` (graph validation, the queue, the worker, the websocke
   `clip_visions`), so a graph naming a file that is not installed fails validation with
   ``value_not_in_list`` and ``/object_info/{class}`` lists what is there. ``CLIPVisionEncode``,
   ``ModelSamplingSD3``, ``EmptyHunyuanLatentVideo`` and ``WanImageToVideo`` (optional ``start_image`` and
-  ``clip_vision_output``, validated through like ComfyUI does) take their real inputs and limits.
+  ``clip_vision_output``, validated through like ComfyUI does) take their real inputs and limits, and so
+  do the Fun Camera pair ``WanCameraEmbedding {camera_pose, width, height, length, speed, fx, fy, cx,
+  cy}`` (outputs the embedding and the three sizes, which ``WanCameraImageToVideo`` takes as links) and
+  ``WanCameraImageToVideo`` (optional ``camera_conditions``); `camera_moves` records each pose and speed.
 - A video latent of ``length`` frames decodes to ``((length - 1) // 4) * 4 + 1`` frames of
   ``width // 8 * 8`` x ``height // 8 * 8`` (Wan's VAE packs 4 frames into one latent). ``KSampler`` sends
   one ``progress {value, max, prompt_id, node}`` per step, as for images (`hold` and interrupts work).
@@ -64,7 +67,22 @@ from tests.fakes.comfyui_server import (
 )
 from tests.fakes.videos import make_mp4
 
-UNETS = ["wan2.1_t2v_1.3B_fp16.safetensors", "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors"]
+UNETS = [
+    "wan2.1_t2v_1.3B_fp16.safetensors",
+    "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors",
+    "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors",
+]
+CAMERA_POSES = [
+    "Static",
+    "Pan Up",
+    "Pan Down",
+    "Pan Left",
+    "Pan Right",
+    "Zoom In",
+    "Zoom Out",
+    "Anti Clockwise (ACW)",
+    "ClockWise (CW)",
+]
 TEXT_ENCODERS = ["umt5_xxl_fp8_e4m3fn_scaled.safetensors"]
 VAES = ["wan_2.1_vae.safetensors"]
 CLIP_VISIONS = ["clip_vision_h.safetensors"]
@@ -73,6 +91,16 @@ WEIGHT_DTYPES = ["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]
 VIDEO_FORMATS, VIDEO_CODECS = ["auto", "mp4"], ["auto", "h264"]
 ERROR_PAGE = b"500 Internal Server Error\n\nServer got itself in trouble"
 
+# WanImageToVideo's and WanCameraImageToVideo's required inputs (their optional ones differ).
+WAN_TO_VIDEO_INPUTS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "positive": ("CONDITIONING", {}),
+    "negative": ("CONDITIONING", {}),
+    "vae": ("VAE", {}),
+    "width": _int(832, 16, MAX_RESOLUTION),
+    "height": _int(480, 16, MAX_RESOLUTION),
+    "length": _int(81, 1, MAX_RESOLUTION),
+    "batch_size": _int(1, 1, 4096),
+}
 VIDEO_NODES: dict[str, tuple[dict[str, tuple[Any, dict[str, Any]]], tuple[str, ...], bool]] = {
     "UNETLoader": (
         {"unet_name": ("@unets", {}), "weight_dtype": ("@weight_dtypes", {})},
@@ -99,15 +127,27 @@ VIDEO_NODES: dict[str, tuple[dict[str, tuple[Any, dict[str, Any]]], tuple[str, .
         False,
     ),
     "WanImageToVideo": (
+        WAN_TO_VIDEO_INPUTS,
+        ("CONDITIONING", "CONDITIONING", "LATENT"),
+        False,
+    ),
+    "WanCameraEmbedding": (
         {
-            "positive": ("CONDITIONING", {}),
-            "negative": ("CONDITIONING", {}),
-            "vae": ("VAE", {}),
+            "camera_pose": ("@camera_poses", {}),
             "width": _int(832, 16, MAX_RESOLUTION),
             "height": _int(480, 16, MAX_RESOLUTION),
             "length": _int(81, 1, MAX_RESOLUTION),
-            "batch_size": _int(1, 1, 4096),
+            "speed": _float(1.0, 0.0, 10.0),
+            "fx": _float(0.5, 0.0, 1.0),
+            "fy": _float(0.5, 0.0, 1.0),
+            "cx": _float(0.5, 0.0, 1.0),
+            "cy": _float(0.5, 0.0, 1.0),
         },
+        ("WAN_CAMERA_EMBEDDING", "INT", "INT", "INT"),
+        False,
+    ),
+    "WanCameraImageToVideo": (
+        WAN_TO_VIDEO_INPUTS,
         ("CONDITIONING", "CONDITIONING", "LATENT"),
         False,
     ),
@@ -127,6 +167,11 @@ VIDEO_NODES: dict[str, tuple[dict[str, tuple[Any, dict[str, Any]]], tuple[str, .
 OPTIONAL: dict[str, dict[str, tuple[Any, dict[str, Any]]]] = {
     "CLIPLoader": {"device": ("@devices", {"advanced": True})},
     "WanImageToVideo": {"clip_vision_output": ("CLIP_VISION_OUTPUT", {}), "start_image": ("IMAGE", {})},
+    "WanCameraImageToVideo": {
+        "clip_vision_output": ("CLIP_VISION_OUTPUT", {}),
+        "start_image": ("IMAGE", {}),
+        "camera_conditions": ("WAN_CAMERA_EMBEDDING", {}),
+    },
     "CreateVideo": {"audio": ("AUDIO", {})},
 }
 assert not set(VIDEO_NODES) & set(NODES), "the video fake only adds node classes, never replaces one"
@@ -184,6 +229,7 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
         super().__init__(checkpoints)
         self._install()
         self.submissions = 0
+        self.camera_moves: list[tuple[str, float]] = []  # (camera_pose, speed) of each camera embedding run
         self.faults: dict[str, deque[int | str]] = {}
         # Crash tests: `hold_answers()` queues the next prompts but keeps their answers until the client
         # hangs up (a worker killed after ComfyUI accepted, before it heard the prompt id); `answer_held`
@@ -208,6 +254,7 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
         super().reset()
         self._install()
         self.submissions = 0
+        self.camera_moves: list[tuple[str, float]] = []  # (camera_pose, speed) of each camera embedding run
         self.faults = {}
         self.holding_answers = False
         self.answer_held.clear()
@@ -305,6 +352,7 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
             "@devices": ["default", "cpu"],
             "@video_formats": VIDEO_FORMATS,
             "@video_codecs": VIDEO_CODECS,
+            "@camera_poses": CAMERA_POSES,
         }
         if name == "@samplers":  # the Wan templates sample with uni_pc, one of ComfyUI's samplers
             return [*super()._choices(name), "uni_pc", "uni_pc_bh2"]
@@ -339,9 +387,21 @@ class FakeComfyUIVideoServer(FakeComfyUIServer):
             value = inputs[name]
             return values.get(value[0]) if _is_link(value) else value
 
-        if kind in ("EmptyHunyuanLatentVideo", "WanImageToVideo"):
-            count = ((inputs["length"] - 1) // 4) * 4 + 1
-            return _Frames(inputs["width"] // 8 * 8, inputs["height"] // 8 * 8, count)
+        def number(name: str) -> Any:  # an INT input, or the output of the node it is linked to
+            value = inputs[name]
+            if not _is_link(value):
+                return value
+            source = values.get(value[0])
+            return source[value[1]] if isinstance(source, tuple) else source
+
+        if kind == "WanCameraEmbedding":  # what a camera move looks like here: its pose and speed
+            self.camera_moves.append((inputs["camera_pose"], inputs["speed"]))
+            embedding = {"pose": inputs["camera_pose"], "speed": inputs["speed"]}
+            return (embedding, inputs["width"], inputs["height"], inputs["length"])
+        if kind in ("EmptyHunyuanLatentVideo", "WanImageToVideo", "WanCameraImageToVideo"):
+            width, height, length = number("width"), number("height"), number("length")
+            count = ((length - 1) // 4) * 4 + 1
+            return _Frames(width // 8 * 8, height // 8 * 8, count)
         if kind == "CreateVideo":
             frames = linked("images")
             return _Frames(frames.width, frames.height, frames.count, float(inputs["fps"]))

@@ -180,6 +180,7 @@ async def test_bad_input_is_a_400_naming_the_field_and_the_project_is_unchanged(
         ("PATCH", "", {"seed": -2}, "seed", "-1"),
         ("PATCH", "", {"duration_s": 7}, "duration_s", "seconds"),
         ("PATCH", "", {"end_frame": image}, "end_frame", "end frame"),
+        ("PATCH", "", {"loop": True, "end_frame": image}, "loop", "no end frame"),  # a loop ends on its start
         ("PATCH", "", {"start_frame": deleted_image}, "start_frame", "no image"),
         ("PATCH", "", {"start_frame": video}, "start_frame", "not an image"),
         ("PATCH", "", {"model": "no-such-model"}, "model", "openai/sora-2"),

@@ -1,8 +1,10 @@
 """What each video vendor is sent for a full set of Video Studio settings: Generate from a project with
-every control set (prompt, negative prompt, camera, duration, tunes, seed, loop, interpolate, start and
-end frame), against each vendor's protocol-faithful fake, and the exact upstream body checked. Controls
-a model lacks are written into the prompt (camera) or left out (and the job's notes say so); the
-project's `controls` map says which is which, so the page never misleads."""
+every control set (prompt, negative prompt, camera, duration, tunes, seed, loop, interpolate, start
+frame), against each vendor's protocol-faithful fake (ComfyUI's with its Wan workflows too), and the
+exact upstream body checked. A control a model lacks is written into the prompt (camera, tunes, loop) or
+left out (seed, negative prompt); a loop is the start frame sent as the end frame where the model takes
+one; ComfyUI's Fun Camera model gets the strongest camera move as its own parameter. The project's
+`controls` map says which is which, so the page never misleads."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from mmstudio.config import StudioConfig, VideosConfig
+from tests.fakes.comfyui_video_server import FakeComfyUIVideoServer
 from tests.fakes.images import make_image
 from tests.fakes.openai_videos_server import FakeOpenAIVideosServer
 from tests.fakes.runway_server import FakeRunwayServer
@@ -24,38 +27,206 @@ from tests.gateway.test_video_studio import BASE, _upload
 from tests.gateway.test_videos import wait_done
 
 FAST = StudioConfig(videos=VideosConfig(poll_interval_s=0.01))
-CAMERA_WORDS = "a fox in the snow. Camera: slow pan right, slight zoom out."
+WORDS = (
+    "Camera: slow pan right, slight zoom out, slight tilt up. "
+    "Style: lively motion, very steady footage, strongly consistent subjects and scene."
+)
+LOOP = " A seamless loop: the last frame matches the first."
+ALL_WORDS = f"a fox in the snow. {WORDS}{LOOP}"  # camera, tunes and loop all in words
+SETTINGS: dict[str, Any] = {
+    "prompt": "a fox in the snow",
+    "negative_prompt": "blurry",
+    "pan_x": 0.5,
+    "zoom": -0.3,
+    "tilt": 0.2,
+    "stability": 0.5,
+    "amplitude": 0.5,
+    "coherence": 0.5,
+    "seed": 7,
+    "loop": True,
+    "interpolate": False,
+}
+IMAGE = "<the start frame>"
 
 
 @dataclass
 class Vendor:
     model: str
     env: dict[str, str]
-    sent: Callable[[], dict[str, Any]]  # the one create body the vendor received
+    sent: Callable[[], dict[str, Any]]  # the one create body the vendor received, images as IMAGE
+    body: dict[str, Any]  # what it must be
+    controls: dict[str, str]  # the marks the page shows for this model
 
 
-@pytest.fixture(params=["xai", "veo", "runway", "sora"])
+def _marks(**native: str) -> dict[str, str]:
+    """The controls map: the given marks over those of a model that takes nothing natively."""
+    base = {
+        "camera": "via prompt",
+        "tunes": "via prompt",
+        "loop": "via prompt",
+        "interpolate": "applied at export",
+        "duration": "native",
+        "seed": "not used by this model",
+        "negativePrompt": "not used by this model",
+        "startFrame": "native",
+        "endFrame": "not used by this model",
+    }
+    return {**base, **{key.replace("_f", "F").replace("_p", "P"): v for key, v in native.items()}}
+
+
+def _inline(value: str) -> str:
+    assert value.startswith("data:image/png;base64,"), value[:40]
+    return IMAGE
+
+
+@pytest.fixture(params=["xai", "veo", "runway", "sora", "comfyui-camera", "comfyui-t2v"])
 def vendor(request: pytest.FixtureRequest) -> Iterator[Vendor]:
     with ExitStack() as stack:
         if request.param == "xai":
             xai = stack.enter_context(FakeXAIVideoServer(api_key="xai-studio-0123456789"))
             env = {"XAI_API_KEY": "xai-studio-0123456789", "XAI_BASE_URL": f"{xai.url}/v1"}
-            yield Vendor("xai/grok-imagine-video", env, lambda: xai.generation_bodies()[0])
+
+            def xai_sent() -> dict[str, Any]:
+                body = dict(xai.generation_bodies()[0])
+                body["image"] = {"url": _inline(body["image"]["url"])}
+                return body
+
+            yield Vendor(
+                "xai/grok-imagine-video",
+                env,
+                xai_sent,
+                {
+                    "model": "grok-imagine-video",
+                    "prompt": ALL_WORDS,
+                    "duration": 1,
+                    "aspect_ratio": "16:9",
+                    "resolution": "720p",
+                    "image": {"url": IMAGE},
+                },
+                _marks(),
+            )
         elif request.param == "veo":
             veo = stack.enter_context(FakeVeoServer(api_key="gemini-studio-0123456789"))
             env = {"GEMINI_API_KEY": "gemini-studio-0123456789", "GEMINI_BASE_URL": f"{veo.url}/v1beta"}
-            yield Vendor("gemini/veo-3.1-generate-preview", env, lambda: veo.create_bodies()[0])
+
+            def veo_sent() -> dict[str, Any]:
+                body = veo.create_bodies()[0]
+                (instance,) = body["instances"]
+                for key in ("image", "lastFrame"):
+                    assert instance[key]["mimeType"] == "image/png" and instance[key]["bytesBase64Encoded"]
+                    instance[key] = IMAGE
+                return dict(body)
+
+            yield Vendor(
+                "gemini/veo-3.1-generate-preview",
+                env,
+                veo_sent,
+                {
+                    # the loop: the start frame is the last frame too
+                    "instances": [
+                        {"prompt": f"a fox in the snow. {WORDS}", "image": IMAGE, "lastFrame": IMAGE}
+                    ],
+                    "parameters": {
+                        "aspectRatio": "16:9",
+                        "resolution": "720p",
+                        "durationSeconds": 4,
+                        "negativePrompt": "blurry",
+                    },
+                },
+                _marks(loop="native", end_frame="native", negative_prompt="native"),
+            )
         elif request.param == "runway":
             runway = stack.enter_context(FakeRunwayServer(api_key="key_runway_studio_0123456789"))
             env = {
                 "RUNWAYML_API_SECRET": "key_runway_studio_0123456789",
                 "RUNWAY_BASE_URL": f"{runway.url}/v1",
             }
-            yield Vendor("runway/gen4_turbo", env, lambda: runway.create_bodies()[0])
-        else:
+
+            def runway_sent() -> dict[str, Any]:
+                body = dict(runway.create_bodies()[0])
+                body["promptImage"] = [
+                    {**frame, "uri": _inline(frame["uri"])} for frame in body["promptImage"]
+                ]
+                return body
+
+            yield Vendor(
+                "runway/gen3a_turbo",
+                env,
+                runway_sent,
+                {
+                    "model": "gen3a_turbo",
+                    "promptImage": [
+                        {"uri": IMAGE, "position": "first"},
+                        {"uri": IMAGE, "position": "last"},  # the loop
+                    ],
+                    "promptText": f"a fox in the snow. {WORDS}",
+                    "ratio": "1280:768",
+                    "duration": 5,
+                    "seed": 7,
+                },
+                _marks(loop="native", end_frame="native", seed="native"),
+            )
+        elif request.param == "sora":
             sora = stack.enter_context(FakeOpenAIVideosServer(api_key="sk-studio-0123456789abcdef"))
             env = {"OPENAI_API_KEY": "sk-studio-0123456789abcdef", "OPENAI_BASE_URL": f"{sora.url}/v1"}
-            yield Vendor("openai/sora-2", env, lambda: _with_reference(sora))
+            yield Vendor(
+                "openai/sora-2",
+                env,
+                lambda: _with_reference(sora),
+                {
+                    "prompt": ALL_WORDS,
+                    "model": "sora-2",
+                    "seconds": "4",
+                    "size": "1280x720",
+                    "input_reference": "image image/png 1280x720",  # fitted to the video's size
+                },
+                _marks(),
+            )
+        else:
+            comfy = stack.enter_context(FakeComfyUIVideoServer())
+            env = {"COMFYUI_URL": comfy.url}
+            camera = request.param == "comfyui-camera"
+            yield Vendor(
+                "comfyui/wan-camera" if camera else "comfyui/wan-t2v",
+                env,
+                lambda: _comfy_sent(comfy, camera),
+                {
+                    "positive": (
+                        # the strongest move (pan right) is Fun Camera's own; the others are words
+                        "a fox in the snow. Camera: slight zoom out, slight tilt up. Style: lively motion, "
+                        f"very steady footage, strongly consistent subjects and scene.{LOOP}"
+                        if camera
+                        else ALL_WORDS
+                    ),
+                    "negative": "blurry",
+                    "seed": 7,
+                    "size": [832, 480, 17],  # 1 s at Wan's 16 fps: 17 frames
+                    "fps": 16.0,
+                    **({"camera": ["Pan Right", 1.0], "image": IMAGE} if camera else {}),
+                },
+                _marks(camera="native + via prompt", seed="native", negative_prompt="native")
+                if camera
+                else _marks(seed="native", negative_prompt="native", start_frame="not used by this model"),
+            )
+
+
+def _comfy_sent(comfy: FakeComfyUIVideoServer, camera: bool) -> dict[str, Any]:
+    """The graph's filled slots: prompts, seed, size and length, rate, camera and start image."""
+    graph = comfy.requests_to("/prompt")[0].json()["prompt"]
+    shape = graph["60" if camera else "40"]["inputs"]
+    sent = {
+        "positive": graph["6"]["inputs"]["text"],
+        "negative": graph["7"]["inputs"]["text"],
+        "seed": graph["3"]["inputs"]["seed"],
+        "size": [shape["width"], shape["height"], shape["length"]],
+        "fps": graph["57"]["inputs"]["fps"],
+    }
+    if camera:
+        sent["camera"] = [shape["camera_pose"], shape["speed"]]
+        (name,) = comfy.inputs  # the start frame, uploaded to ComfyUI's input folder
+        assert graph["52"]["inputs"]["image"] == name
+        sent["image"] = IMAGE
+    return sent
 
 
 def _with_reference(sora: FakeOpenAIVideosServer) -> dict[str, Any]:
@@ -72,7 +243,7 @@ def _with_reference(sora: FakeOpenAIVideosServer) -> dict[str, Any]:
     return sent
 
 
-async def test_a_full_set_of_settings_reaches_each_vendor_as_its_controls_say(
+async def test_a_full_set_of_settings_reaches_each_vendor_exactly_as_its_controls_say(
     live: OpenLive, vendor: Vendor
 ) -> None:
     running = await live({**engines(None, None), **vendor.env}, config=FAST)
@@ -80,45 +251,23 @@ async def test_a_full_set_of_settings_reaches_each_vendor_as_its_controls_say(
     caps = models[vendor.model]["capabilities"]
     pid = (await running.client.post(BASE, json={"name": "full", "aspect_ratio": "16:9"})).json()["id"]
     start = await _upload(running, make_image(64, 36), "start.png", "image/png")
-    settings: dict[str, Any] = {
+    settings = {
+        **SETTINGS,
         "model": vendor.model,
-        "prompt": "a fox in the snow",
-        "negative_prompt": "blurry",
-        "pan_x": 0.5,
-        "zoom": -0.3,
         "duration_s": caps["durations"][0],
-        "stability": 0.5,
-        "amplitude": 0.5,
-        "coherence": 0.5,
-        "seed": 7,
-        "loop": True,
-        "interpolate": False,
         "start_frame": start if caps["imageToVideo"] else None,
     }
     patched = await running.client.patch(f"{BASE}/{pid}", json=settings)
     assert patched.status_code == 200, patched.text
-    controls = patched.json()["controls"]
-    assert (
-        controls["camera"] == "via prompt"
-        and controls["tunes"] == controls["loop"] == "not used by this model"
-    )
-    assert controls["seed"] == ("native" if caps["seed"] else "not used by this model")
-    assert controls["startFrame"] == ("native" if caps["imageToVideo"] else "not used by this model")
+    assert patched.json()["controls"] == vendor.controls
     made = await running.client.post(f"{BASE}/{pid}/generate")
     assert made.status_code == 202, made.text
     job = (await wait_done(running, made.json()["job"]["id"]))["job"]
     assert job["state"] == "complete", (job["error"], job["notes"])
-    sent = vendor.sent()
-    text = repr(sent)
-    assert CAMERA_WORDS in text  # the camera, in words, inside the prompt the vendor got
-    assert ("7" in text and "seed" in text) == caps["seed"]  # the seed only where the model takes one
-    for unused in ("stability", "amplitude", "coherence", "interpolat", "loop"):
-        assert unused not in text  # never sent: no vendor here has such a parameter
-    assert ("blurry" in text) == (vendor.model.startswith("gemini/"))  # only Veo takes a negative prompt
-    if caps["imageToVideo"]:
-        # the start frame went along: inline as a data URI or base64 (xAI, Veo, Runway) or as a file of
-        # exactly the video's size (Sora refuses any other)
-        assert "base64" in text.lower() or "image image/png 1280x720" in text, text[:300]
-    notes = job["notes"]
-    if not caps["seed"]:
-        assert "seed" in notes.get("dropped", []), notes
+    assert vendor.sent() == vendor.body
+    text = repr(vendor.sent())
+    for unused in ("stability", "amplitude", "coherence", "interpolat"):
+        assert unused not in text  # no vendor has such a parameter: they are words or ours
+    # the clip keeps the settings it was made with, the seed among them
+    (clip,) = (await running.client.get(f"{BASE}/{pid}")).json()["clips"]
+    assert clip["settings"]["seed"] == 7 and clip["settings"]["loop"] is True

@@ -31,7 +31,7 @@ from mmstudio.providers.media.comfyui_video import (
     load_video_workflow,
     video_outputs,
 )
-from mmstudio.providers.media.video_base import VideoAdapter, VideoRequest, VideoStatus
+from mmstudio.providers.media.video_base import CameraMove, VideoAdapter, VideoRequest, VideoStatus
 from mmstudio.providers.transport import make_http_client
 from tests.fakes.base import closed_port
 from tests.fakes.comfyui_video_server import ComfyReply, FakeComfyUIVideoServer
@@ -137,16 +137,24 @@ async def queue_foreign(server: FakeComfyUIVideoServer) -> str:
 
 
 def test_capability_table() -> None:
-    assert list(COMFYUI_VIDEO_MODELS) == ["wan-t2v", "wan-i2v"]
-    t2v, i2v = COMFYUI_VIDEO_MODELS["wan-t2v"], COMFYUI_VIDEO_MODELS["wan-i2v"]
-    for caps in (t2v, i2v):
+    assert list(COMFYUI_VIDEO_MODELS) == ["wan-t2v", "wan-i2v", "wan-camera"]
+    t2v, i2v, camera = (COMFYUI_VIDEO_MODELS[name] for name in ("wan-t2v", "wan-i2v", "wan-camera"))
+    for caps in (t2v, i2v, camera):
         assert caps.durations == (1, 2, 3, 4, 5) and caps.resolutions == ("480p",)
         assert caps.aspect_ratios == ("16:9", "9:16", "1:1", "4:3", "3:4")
-        assert caps.seed and not caps.end_frame and not caps.camera_motion
+        assert caps.seed and caps.negative_prompt and not caps.end_frame and not caps.loop
         assert caps.price_per_second_usd is None and caps.key_env is None
         assert caps.poll_interval_s == 1.0 and caps.typical_seconds > 0
-    assert not t2v.image_to_video and i2v.image_to_video
+    assert not t2v.camera_motion and not i2v.camera_motion
+    # Fun Camera's poses: pans, zooms and rolls each way, no tilts (those go into the prompt)
+    assert set(camera.camera_moves) == {
+        f"{kind}_{way}"
+        for kind, ways in (("pan", ("up", "down", "left", "right")), ("zoom", ("in", "out")))
+        for way in ways
+    } | {"roll_left", "roll_right"}
+    assert not t2v.image_to_video and i2v.image_to_video and camera.image_to_video
     assert COMFYUI_VIDEO_TEMPLATES["wan-i2v"].requires_start_image
+    assert COMFYUI_VIDEO_TEMPLATES["wan-camera"].requires_start_image
 
 
 def test_the_templates_use_comfyuis_own_nodes() -> None:
@@ -172,6 +180,18 @@ def test_the_templates_use_comfyuis_own_nodes() -> None:
     assert t2v.slots["frames"] == (("40", "inputs", "length"),) and t2v.outputs == ("58",)
     assert i2v.slots["start_image"] == (("52", "inputs", "image"),) and not t2v.has("start_image")
     assert i2v.graph["37"]["inputs"]["unet_name"] == "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors"
+    camera = load_video_workflow("video_wan_camera")
+    kinds = {n["class_type"] for n in camera.graph.values()}
+    assert kinds - {n["class_type"] for n in i2v.graph.values()} == {
+        "WanCameraEmbedding",
+        "WanCameraImageToVideo",
+    }
+    assert "WanImageToVideo" not in kinds
+    assert camera.slots["camera_pose"] == (("60", "inputs", "camera_pose"),)
+    assert camera.slots["camera_speed"] == (("60", "inputs", "speed"),)
+    assert camera.slots["frames"] == (("60", "inputs", "length"),)  # the sampler's latent follows its links
+    assert camera.graph["50"]["inputs"]["camera_conditions"] == ["60", 0]
+    assert camera.graph["37"]["inputs"]["unet_name"] == "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"
 
 
 @pytest.mark.parametrize(
@@ -340,9 +360,31 @@ async def test_image_to_video_uploads_the_start_image(
     assert probe_video(await fetch(adapter, handle, done, "wan-i2v"))[1:4] == (624, 624, 17)
 
 
+async def test_a_camera_move_is_fun_cameras_pose_and_speed(
+    adapter: ComfyUIVideoAdapter, server: FakeComfyUIVideoServer
+) -> None:
+    move = CameraMove("pan_left", 0.5)
+    handle = await adapter.submit(ask(model="wan-camera", start_image=START, duration_s=1, camera=move))
+    graph = graph_of(server)
+    assert graph["60"]["inputs"]["camera_pose"] == "Pan Left" and graph["60"]["inputs"]["speed"] == 1.0
+    assert (graph["60"]["inputs"]["width"], graph["60"]["inputs"]["length"]) == (832, 17)
+    done = await poll_until(adapter, handle, finished, model="wan-camera")
+    assert done.state == "succeeded" and done.info["workflow"] == "video_wan_camera"
+    assert server.camera_moves == [("Pan Left", 1.0)]  # the embedding ComfyUI ran
+    assert probe_video(await fetch(adapter, handle, done, "wan-camera"))[1:4] == (832, 480, 17)
+
+    await adapter.submit(ask(model="wan-camera", start_image=START, camera=CameraMove("roll_right", 1.0)))
+    assert graph_of(server, 1)["60"]["inputs"]["camera_pose"] == "ClockWise (CW)"
+    assert graph_of(server, 1)["60"]["inputs"]["speed"] == 2.0
+    await adapter.submit(ask(model="wan-camera", start_image=START))  # no move: a still camera
+    assert graph_of(server, 2)["60"]["inputs"]["camera_pose"] == "Static"
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [
+        (ask(model="wan-camera", start_image=START, camera=CameraMove("tilt_up", 0.5)), "camera"),
+        (ask(camera=CameraMove("pan_left", 0.5)), "camera"),
         (ask(model="wan-i2v"), "start_image"),
         (ask(start_image=START), "start_image"),
         (ask(model="wan-i2v", start_image=InputImage(b"%PDF-", "application/pdf")), "start_image"),
@@ -588,8 +630,8 @@ async def test_list_models_lists_what_the_server_can_run(
 ) -> None:
     server.combo_style = style
     models = await adapter.list_models()
-    assert [m.id for m in models] == ["wan-t2v", "wan-i2v"]
-    t2v, i2v = models
+    assert [m.id for m in models] == ["wan-t2v", "wan-i2v", "wan-camera"]
+    t2v, i2v, _camera = models
     assert t2v.details["video"] and t2v.details["local"] and t2v.details["workflow"] == "video_wan_t2v"
     assert i2v.details["requires_start_image"] and i2v.capabilities is not None and i2v.capabilities.vision
     paths = {r.path for r in server.requests}
@@ -608,6 +650,10 @@ async def test_a_missing_model_file_hides_its_model(
         "wan-t2v": [],
         "wan-i2v": [
             "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors in models/diffusion_models",
+            "clip_vision_h.safetensors in models/clip_vision",
+        ],
+        "wan-camera": [
+            "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors in models/diffusion_models",
             "clip_vision_h.safetensors in models/clip_vision",
         ],
     }

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmstudio.domain.video.models import VideoEntry
 from mmstudio.domain.video.projects import (
     ASPECT_RATIOS,
     MAX_PROMPT,
@@ -246,23 +245,16 @@ def settings_json(shot: ShotSettings) -> dict[str, Any]:
     }
 
 
-def controls_json(entry: VideoEntry | None) -> dict[str, str]:
-    """How each control reaches the selected model: "native" (sent as a parameter), "via prompt"
-    (written into the prompt in plain words) or "not used by this model"."""
-    unused = "not used by this model"
-    if entry is None:
+def controls_json(view: ProjectView) -> dict[str, str]:
+    """How each control reaches the selected model (`domain.video.controls`): "native", "via prompt",
+    "native + via prompt" (camera), "applied at export" (interpolate) or "not used by this model"."""
+    plan = view.plan
+    if plan is None:
         return {}
-    caps = entry.capabilities
-    return {
-        "camera": "via prompt",
-        "duration": "native" if caps.durations else unused,
-        "startFrame": "native" if caps.image_to_video else unused,
-        "endFrame": "native" if caps.end_frame else unused,
-        "seed": "native" if caps.seed else unused,
-        "tunes": unused,
-        "loop": unused,
-        "interpolate": unused,
-    }
+    return {_CONTROL_KEYS.get(name, name): route for name, route in plan.routes.items()}
+
+
+_CONTROL_KEYS = {"start_frame": "startFrame", "end_frame": "endFrame", "negative_prompt": "negativePrompt"}
 
 
 def clip_json(clip: Clip, view: ClipView | None = None) -> dict[str, Any]:
@@ -305,7 +297,7 @@ def view_json(view: ProjectView) -> dict[str, Any]:
         **project_summary(project),
         "nextShot": settings_json(project.next_shot),
         "selectedModel": video_model_json(view.model) if view.model is not None else None,
-        "controls": controls_json(view.model),
+        "controls": controls_json(view),
         "selectedClipId": project.selected_clip_id,
         "playheadS": project.playhead_s,
         "clips": [clip_json(v.clip, v) for v in view.clips],

@@ -52,7 +52,8 @@ class ExportJobHandler:
                     f"clip {index + 1}: its video {clip['asset_id']!r} was deleted", field="clips"
                 )
             path = await self.store.read_path(asset)
-            cuts.append(Cut(path, float(clip.get("start_s") or 0.0), clip.get("end_s")))
+            start_s, end_s = float(clip.get("start_s") or 0.0), clip.get("end_s")
+            cuts.append(Cut(path, start_s, end_s, interpolate=bool(clip.get("interpolate", False))))
         spec = RenderSpec(int(request["width"]), int(request["height"]), int(request["fps"]))
         await context.running(model=EXPORT_MODEL)
         out = self.store.scratch_path()

@@ -135,6 +135,9 @@ def fit(spec: Mapping[str, Any], caps: VideoCapabilities) -> Fitted:
     ):
         if spec.get(name) is not None and not supported:
             dropped.append(name)
+    camera = spec.get("camera")
+    if isinstance(camera, Mapping) and camera.get("move") not in caps.camera_moves:
+        dropped.append("camera")
     return Fitted(
         duration_s=duration if isinstance(duration, int) else None,
         aspect_ratio=aspect if isinstance(aspect, str) else None,

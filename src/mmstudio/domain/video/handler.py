@@ -39,6 +39,7 @@ from mmstudio.errors import (
 )
 from mmstudio.providers.media.base import InputImage
 from mmstudio.providers.media.video_base import (
+    CameraMove,
     ChosenHandles,
     VideoAdapter,
     VideoCapabilities,
@@ -219,6 +220,7 @@ class VideoJobHandler:
             negative_prompt=spec.get("negative_prompt"),
             start_image=await self._image(spec.get("start_image")) if caps.image_to_video else None,
             end_image=await self._image(spec.get("end_image")) if caps.end_frame else None,
+            camera=_camera(spec.get("camera"), caps),
         )
 
     async def _image(self, asset_id: object) -> InputImage | None:
@@ -344,3 +346,12 @@ def _used_seed(status: VideoStatus, asked: object) -> int | None:
     if isinstance(reported, int) and not isinstance(reported, bool):
         return reported
     return asked if isinstance(asked, int) and not isinstance(asked, bool) and asked != -1 else None
+
+
+def _camera(value: object, caps: VideoCapabilities) -> CameraMove | None:
+    """The job's camera move, for a model that has it (a fallback without it gets none: `fit` notes
+    the drop)."""
+    if not isinstance(value, Mapping) or value.get("move") not in caps.camera_moves:
+        return None
+    strength = value.get("strength")
+    return CameraMove(str(value["move"]), float(strength) if isinstance(strength, int | float) else 0.5)

@@ -1,9 +1,11 @@
 """Rendering a Video Studio timeline into one MP4, and a clip's last frame as an image.
 
-Each cut (a trimmed window of a clip) is brought to the export's frame rate (frames repeated or dropped,
-never blended) and size (scaled to fit, centred on black), and encoded as H.264 in yuv420p without an
-audio track, the MP4 every browser and editor plays. Synchronous functions over file paths, for a
-worker thread; the caller passes `progress` and `cancelled` callbacks to follow and stop a long export.
+Each cut (a trimmed window of a clip) is brought to the export's frame rate and size (scaled to fit,
+centred on black), and encoded as H.264 in yuv420p without an audio track, the MP4 every browser and
+editor plays. A cut with `interpolate` gets the frames between two of its own blended from both, by how
+near each is (a 16 fps clip in a 24 fps film moves smoothly); without it, frames are repeated or dropped.
+Synchronous functions over file paths, for a worker thread; the caller passes `progress` and `cancelled`
+callbacks to follow and stop a long export.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ _MP4_OPTIONS = {"movflags": "+faststart"}
 @dataclass(frozen=True, slots=True)
 class Cut:
     """One clip of the timeline: the file and the window of it that is shown. `loop` is the Studio's
-    preview setting and has no meaning for an export."""
+    preview setting and has no meaning for an export; `interpolate` blends frames where the export's
+    rate falls between two of the clip's."""
 
     path: Path
     start_s: float = 0.0
     end_s: float | None = None
     loop: bool = False
+    interpolate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class _Window:
     start_s: float
     end_s: float
     frames: int
+    interpolate: bool = False
 
 
 def render(
@@ -177,7 +182,14 @@ def _window(index: int, cut: Cut, fps: int) -> _Window:
             f"at {fps} fps",
             field=f"clips[{index}]",
         )
-    return _Window(index=index, path=cut.path, start_s=cut.start_s, end_s=end_s, frames=frames)
+    return _Window(
+        index=index,
+        path=cut.path,
+        start_s=cut.start_s,
+        end_s=end_s,
+        frames=frames,
+        interpolate=cut.interpolate,
+    )
 
 
 def _unreadable(index: int, what: str) -> UnsupportedMediaType:
@@ -247,6 +259,36 @@ def _pick(frames: Iterator[tuple[float, T]], start_s: float, fps: int, count: in
         yield current
 
 
+# A blend this close to one of its two frames is that frame (no visible difference, no work).
+_BLEND_EDGE = 0.02
+
+
+def _pick_between(
+    frames: Iterator[tuple[float, T]], start_s: float, fps: int, count: int
+) -> Iterator[tuple[T, T, float]]:
+    """Frame-rate conversion by blending: for output frame k (of `count`) at ``start_s + k / fps``, the
+    source frames just before and just after it and the weight of the later one (0 at the earlier
+    frame's time, towards 1 near the later one's). Before the first source frame and past the last one,
+    that frame alone (weight 0)."""
+    previous: tuple[float, T] | None = None
+    k = 0
+    for time, frame in frames:
+        while k < count and time > start_s + k / fps + _SLACK_S:
+            if previous is None:
+                yield frame, frame, 0.0
+            else:
+                earlier, before = previous
+                yield before, frame, (start_s + k / fps - earlier) / (time - earlier)
+            k += 1
+        if k >= count:
+            return
+        previous = (time, frame)
+    if previous is None:
+        return
+    for _ in range(k, count):
+        yield previous[1], previous[1], 0.0
+
+
 def _source_frames(
     container: InputContainer, stream: VideoStream, index: int, start_s: float
 ) -> Generator[tuple[float, VideoFrame], None, None]:
@@ -310,16 +352,46 @@ def _cut_frames(window: _Window, spec: RenderSpec) -> Generator[VideoFrame, None
     with container:
         stream.thread_type = "AUTO"
         letterbox = _Letterbox(spec.width, spec.height, stream.sample_aspect_ratio)
-        shown: tuple[VideoFrame, VideoFrame] | None = None
+        placed: dict[int, tuple[VideoFrame, VideoFrame]] = {}  # the last two source frames, placed once
+
+        def place(frame: VideoFrame) -> VideoFrame:
+            if id(frame) not in placed:
+                if len(placed) >= 2:
+                    placed.pop(next(iter(placed)))
+                placed[id(frame)] = (frame, letterbox.place(frame))
+            return placed[id(frame)][1]
+
         count = 0
         with contextlib.closing(_source_frames(container, stream, window.index, window.start_s)) as source:
-            for frame in _pick(source, window.start_s, spec.fps, window.frames):
-                if shown is None or shown[0] is not frame:
-                    shown = (frame, letterbox.place(frame))
-                count += 1
-                yield shown[1]
+            if window.interpolate:
+                for before, after, weight in _pick_between(source, window.start_s, spec.fps, window.frames):
+                    count += 1
+                    if weight <= _BLEND_EDGE or before is after:
+                        yield place(before)
+                    elif weight >= 1 - _BLEND_EDGE:
+                        yield place(after)
+                    else:
+                        yield _blend(place(before), place(after), weight)
+            else:
+                for frame in _pick(source, window.start_s, spec.fps, window.frames):
+                    count += 1
+                    yield place(frame)
         if count == 0:
             raise _unreadable(window.index, "has no frames")
+
+
+def _blend(before: VideoFrame, after: VideoFrame, weight: float) -> VideoFrame:
+    """`before` and `after` (placed frames of the export's size) mixed, `weight` of `after`."""
+    import av
+    from PIL import Image
+
+    mixed = Image.blend(
+        before.to_image(),  # type: ignore[no-untyped-call]
+        after.to_image(),  # type: ignore[no-untyped-call]
+        weight,
+    )
+    frame: VideoFrame = av.VideoFrame.from_image(mixed)  # type: ignore[no-untyped-call]
+    return frame.reformat(format="yuv420p")
 
 
 class _Progress:

@@ -12,6 +12,7 @@ from mmstudio.domain.media.store import MediaStore
 from mmstudio.domain.video.fit import fit, size_of
 from mmstudio.domain.video.models import VideoModels
 from mmstudio.errors import InvalidRequest
+from mmstudio.providers.media.video_base import CameraMove
 
 MAX_PROMPT = 4000
 
@@ -27,6 +28,7 @@ class VideoOrder:
     negative_prompt: str | None = None
     start_image: str | None = None  # media asset ids
     end_image: str | None = None
+    camera: CameraMove | None = None  # for a model with camera moves; others get the camera in words
     after_job: str | None = None  # wait for this job (e.g. the still image) before starting
     fallbacks: bool = True
     idempotency_key: str | None = None
@@ -68,6 +70,15 @@ class VideoService:
                     raise InvalidRequest(
                         f"{name}: no image {asset_id!r} (upload it with POST /api/media)", field=name
                     )
+        if order.camera is not None and (
+            order.camera.move not in chosen.camera_moves or not 0 < order.camera.strength <= 1
+        ):
+            moves = ", ".join(chosen.camera_moves) or "none (give the camera in the prompt)"
+            raise InvalidRequest(
+                f"camera {order.camera.move} at {order.camera.strength:g} is not a move {plan[0]} takes; "
+                f"its moves (strength above 0, at most 1): {moves}",
+                field="camera",
+            )
         if order.start_image and not chosen.image_to_video:
             raise InvalidRequest(f"{plan[0]} does not start from an image", field="start_image")
         request: dict[str, Any] = {
@@ -80,6 +91,9 @@ class VideoService:
             "negative_prompt": order.negative_prompt,
             "start_image": order.start_image,
             "end_image": order.end_image,
+            "camera": {"move": order.camera.move, "strength": order.camera.strength}
+            if order.camera
+            else None,
         }
         request = {k: v for k, v in request.items() if v is not None}
         if order.resolution is not None and fit(request, chosen).resolution is None:

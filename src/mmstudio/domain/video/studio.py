@@ -18,8 +18,10 @@ from typing import Any, Protocol
 
 from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.media.types import MediaAsset
+from mmstudio.domain.video.controls import ShotPlan, plan_shot
 from mmstudio.domain.video.export import EXPORT_MODEL, export_size
 from mmstudio.domain.video.export import KIND as EXPORT_KIND
+from mmstudio.domain.video.fit import fit
 from mmstudio.domain.video.models import NEVER_DEFAULT, VideoEntry, VideoModels
 from mmstudio.domain.video.projects import Clip, Project, ShotSettings, check_project, check_settings
 from mmstudio.domain.video.render import last_frame
@@ -78,6 +80,11 @@ class ProjectView:
     project: Project
     clips: tuple[ClipView, ...]
     model: VideoEntry | None  # the selected model as the table knows it now (None: unknown id)
+
+    @property
+    def plan(self) -> ShotPlan | None:
+        """What Generate would send the selected model now, and how each control gets there."""
+        return plan_shot(self.project.next_shot, self.model.capabilities) if self.model else None
 
 
 class VideoStudio:
@@ -167,6 +174,12 @@ class VideoStudio:
         for name in ("start_frame", "end_frame"):
             if changes.get(name):
                 await self._image(changes[name], name)
+        if merged.loop and merged.end_frame and ("loop" in changes or "end_frame" in changes):
+            raise InvalidRequest(
+                "a loop ends the shot on its start frame, so it takes no end frame: clear end_frame or "
+                "turn loop off",
+                field="loop" if "loop" in changes else "end_frame",
+            )
         if entry is None:
             return
         caps = entry.capabilities
@@ -292,7 +305,14 @@ class VideoStudio:
         cuts = []
         for index, clip in enumerate(project.clips, start=1):
             asset = await self._clip_video(clip, index)
-            cuts.append({"asset_id": asset.id, "start_s": clip.trim_in_s, "end_s": clip.trim_out_s})
+            cuts.append(
+                {
+                    "asset_id": asset.id,
+                    "start_s": clip.trim_in_s,
+                    "end_s": clip.trim_out_s,
+                    "interpolate": clip.settings.interpolate,  # blended frames where its rate is changed
+                }
+            )
         width, height = export_size(project.aspect_ratio, project.resolution)
         request = {
             "project_id": project.id,
@@ -339,46 +359,25 @@ class VideoStudio:
                 f"{entry.display_name} cannot be used now: {entry.reason}. Choose another model or fix that.",
                 field="model",
             )
+        plan = plan_shot(shot, entry.capabilities)
+        # The nearest shape the model makes (Gen-3's 5:3 for a 16:9 project): the export letterboxes it.
+        shape = fit(
+            {"aspect_ratio": project.aspect_ratio, "resolution": project.resolution}, entry.capabilities
+        )
         order = VideoOrder(
-            prompt=shot_prompt(shot, camera_native=False),
+            prompt=plan.prompt,
             model=shot.model,
             duration_s=round(shot.duration_s),
-            aspect_ratio=project.aspect_ratio,
-            resolution=project.resolution,
-            seed=shot.seed if shot.seed >= 0 else None,
-            negative_prompt=shot.negative_prompt or None,
+            aspect_ratio=shape.aspect_ratio,
+            resolution=shape.resolution,
+            seed=plan.seed,
+            negative_prompt=plan.negative_prompt,
             start_image=shot.start_frame,
-            end_image=shot.end_frame,
+            end_image=plan.end_frame,
+            camera=plan.camera,
             fallbacks=False,
             idempotency_key=idempotency_key,
         )
         job, _ = await self.videos.create(order)
         clip = await self.projects.add_clip(project_id, settings=shot, job_id=job.id)
         return clip, job
-
-
-def camera_words(shot: ShotSettings) -> str:
-    """The camera settings in plain words for a model without camera controls: "slow pan left, slight
-    zoom in". Empty when the camera is still."""
-    parts = []
-    for value, negative, positive in (
-        (shot.pan_x, "pan left", "pan right"),
-        (shot.pan_y, "pan down", "pan up"),
-        (shot.zoom, "zoom out", "zoom in"),
-        (shot.tilt, "tilt down", "tilt up"),
-        (shot.roll, "roll left", "roll right"),
-    ):
-        if abs(value) < 0.05:
-            continue
-        size = "slight" if abs(value) < 0.34 else "slow" if abs(value) < 0.67 else "strong"
-        parts.append(f"{size} {positive if value > 0 else negative}")
-    return ", ".join(parts)
-
-
-def shot_prompt(shot: ShotSettings, *, camera_native: bool) -> str:
-    """The prompt sent upstream: the user's, then the camera in words when the model has no controls."""
-    words = "" if camera_native else camera_words(shot)
-    prompt = shot.prompt.strip()
-    if not words:
-        return prompt
-    return f"{prompt}. Camera: {words}." if prompt else f"Camera: {words}."

@@ -111,7 +111,25 @@ class VideoTemplate:
     max_fps: float = 120.0  # CreateVideo's limit
 
 
-def _wan(image_to_video: bool, typical_seconds: float) -> VideoCapabilities:
+# WanCameraEmbedding's `camera_pose` for each camera move it has (ComfyUI's nodes_camera_trajectory.py);
+# tilts are not among them, so a tilt reaches it in words.
+WAN_CAMERA_POSES: dict[str, str] = {
+    "pan_up": "Pan Up",
+    "pan_down": "Pan Down",
+    "pan_left": "Pan Left",
+    "pan_right": "Pan Right",
+    "zoom_in": "Zoom In",
+    "zoom_out": "Zoom Out",
+    "roll_left": "Anti Clockwise (ACW)",
+    "roll_right": "ClockWise (CW)",
+}
+WAN_CAMERA_STILL = "Static"
+CAMERA_SPEED_MAX = 2.0  # a move at full strength; the node takes 0..10, and Wan's own default is 1.0
+
+
+def _wan(
+    image_to_video: bool, typical_seconds: float, camera_moves: tuple[str, ...] = ()
+) -> VideoCapabilities:
     return VideoCapabilities(
         durations=(1, 2, 3, 4, 5),  # Wan 2.1 is trained on 81 frames (5 s at its 16 fps); longer degrades
         aspect_ratios=tuple(WAN_480P),
@@ -119,6 +137,8 @@ def _wan(image_to_video: bool, typical_seconds: float) -> VideoCapabilities:
         image_to_video=image_to_video,
         text_to_video=not image_to_video,  # the i2v workflow needs its start frame
         seed=True,
+        negative_prompt=True,
+        camera_moves=camera_moves,
         poll_interval_s=1.0,  # a local server: a poll is two small requests
         typical_seconds=typical_seconds,
     )
@@ -139,6 +159,13 @@ COMFYUI_VIDEO_TEMPLATES: dict[str, VideoTemplate] = {
         sizes={"480p": WAN_480P},
         requires_start_image=True,
     ),
+    "wan-camera": VideoTemplate(
+        workflow="video_wan_camera",
+        display_name="Wan 2.1 Fun Camera Control 1.3B (ComfyUI)",
+        capabilities=_wan(True, 300.0, tuple(WAN_CAMERA_POSES)),
+        sizes={"480p": WAN_480P},
+        requires_start_image=True,
+    ),
 }
 COMFYUI_VIDEO_MODELS: dict[str, VideoCapabilities] = {
     name: template.capabilities for name, template in COMFYUI_VIDEO_TEMPLATES.items()
@@ -147,7 +174,7 @@ COMFYUI_VIDEO_DISPLAY_NAMES = {name: t.display_name for name, t in COMFYUI_VIDEO
 
 # The slots filled from the request's own fields; any other slot is a custom one, filled from `extra`.
 REQUEST_SLOTS = frozenset(("prompt", "negative_prompt", "seed", "width", "height", "frames", "fps"))
-REQUEST_SLOTS |= {"start_image"}
+REQUEST_SLOTS |= {"start_image", "camera_pose", "camera_speed"}
 REQUIRED_SLOTS = ("prompt", "seed", "width", "height", "frames", "fps")
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mkv", ".mov"})
 # Where ComfyUI looks for the model files its loaders offer, for messages that say what to download.
@@ -448,6 +475,12 @@ class ComfyUIVideoAdapter(HTTPAdapter):
                     f"{template.display_name} makes videos of {allowed} seconds", field="duration_s"
                 )
             values["frames"] = frames_for(request.duration_s, fps, template.frame_step)
+        if workflow.has("camera_pose"):
+            values["camera_pose"], speed = self.camera(request, template)
+            if speed is not None and workflow.has("camera_speed"):
+                values["camera_speed"] = speed
+        elif request.camera is not None:
+            raise InvalidRequest(f"{template.display_name} takes no camera move", field="camera")
         for key, value in request.extra.items():
             if key not in REQUEST_SLOTS and workflow.has(key):
                 values[key] = value
@@ -455,6 +488,20 @@ class ComfyUIVideoAdapter(HTTPAdapter):
         if steps is not None and (not _is_int(steps) or steps < 1):
             raise InvalidRequest(f"steps must be a whole number of at least 1, not {steps!r}", field="steps")
         return values
+
+    def camera(self, request: VideoRequest, template: VideoTemplate) -> tuple[str, float | None]:
+        """WanCameraEmbedding's pose and speed for the request's camera move (still without one)."""
+        move = request.camera
+        if move is None:
+            return WAN_CAMERA_STILL, None
+        pose = WAN_CAMERA_POSES.get(move.move)
+        if pose is None or move.move not in template.capabilities.camera_moves:
+            allowed = ", ".join(template.capabilities.camera_moves)
+            raise InvalidRequest(
+                f"{template.display_name} cannot {move.move.replace('_', ' ')}; its moves: {allowed}",
+                field="camera",
+            )
+        return pose, round(max(0.1, min(1.0, move.strength)) * CAMERA_SPEED_MAX, 2)
 
     def seed(self, seed: int | None) -> int:
         """The seed to send: None or -1 draw one at random (0..2**32-1, like the image adapter)."""

@@ -29,13 +29,44 @@ class VideoCapabilities:
     image_to_video: bool = False  # a start frame
     text_to_video: bool = True  # False: it needs a start frame (Runway's image_to_video)
     end_frame: bool = False
-    camera_motion: bool = False
+    # The camera moves the model takes as a parameter (one per shot), named as in `CAMERA_MOVES`; a
+    # model with none gets the camera in words inside its prompt.
+    camera_moves: tuple[str, ...] = ()
     seed: bool = False
-    loop: bool = False
+    negative_prompt: bool = False
+    loop: bool = False  # a loop parameter of its own (a loop is otherwise its start frame as its end frame)
     price_per_second_usd: float | None = None
     poll_interval_s: float = 5.0  # what the vendor asks for between polls
     typical_seconds: float = 90.0  # how long a job usually takes (for estimated progress)
     key_env: str | None = None
+
+    @property
+    def camera_motion(self) -> bool:
+        return bool(self.camera_moves)
+
+
+# Every camera move a video model may take natively: pans, zooms, tilts and rolls, each way.
+CAMERA_MOVES = (
+    "pan_left",
+    "pan_right",
+    "pan_up",
+    "pan_down",
+    "zoom_in",
+    "zoom_out",
+    "tilt_up",
+    "tilt_down",
+    "roll_left",
+    "roll_right",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraMove:
+    """One camera move for a model that takes one (`VideoCapabilities.camera_moves`): which, and how
+    strong, 0 (barely) to 1 (as strong as the model goes)."""
+
+    move: str
+    strength: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +83,7 @@ class VideoRequest:
     negative_prompt: str | None = None
     start_image: InputImage | None = None
     end_image: InputImage | None = None
+    camera: CameraMove | None = None  # only for a model whose `camera_moves` has it
     extra: Mapping[str, Any] = field(default_factory=dict)
     handle: str | None = None  # for a `ChosenHandles` vendor: create the video under this handle
 
