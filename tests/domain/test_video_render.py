@@ -223,17 +223,17 @@ def test_progress_rises_to_100_and_cancelling_leaves_nothing(clips: list[Clip], 
 @pytest.mark.parametrize(
     ("start_s", "end_s", "message", "field"),
     [
-        (9.0, None, r"^clip 1: the in point 9\.0 s is past its end \(4\.0 s\)$", "clips[1].start_s"),
-        (4.0, None, r"^clip 1: the in point 4\.0 s is past its end \(4\.0 s\)$", "clips[1].start_s"),
+        (9.0, None, r"^clip 2: the in point 9\.0 s is past its end \(4\.0 s\)$", "clips[1].start_s"),
+        (4.0, None, r"^clip 2: the in point 4\.0 s is past its end \(4\.0 s\)$", "clips[1].start_s"),
         (
             -0.5,
             None,
-            r"^clip 1: the in point -0\.5 s is before its start \(0\.0 s to",
+            r"^clip 2: the in point -0\.5 s is before its start \(0\.0 s to",
             "clips[1].start_s",
         ),
-        (2.0, 2.0, r"^clip 1: the out point 2\.0 s is not after the in point 2\.0 s", "clips[1].end_s"),
-        (2.0, 1.0, r"^clip 1: the out point 1\.0 s .*\(up to 4\.0 s allowed\)$", "clips[1].end_s"),
-        (1.0, 1.02, r"^clip 1: the window 1\.0-1\.02 s is shorter than one frame at 12 fps$", "clips[1]"),
+        (2.0, 2.0, r"^clip 2: the out point 2\.0 s is not after the in point 2\.0 s", "clips[1].end_s"),
+        (2.0, 1.0, r"^clip 2: the out point 1\.0 s .*\(up to 4\.0 s allowed\)$", "clips[1].end_s"),
+        (1.0, 1.02, r"^clip 2: the window 1\.0-1\.02 s is shorter than one frame at 12 fps$", "clips[1]"),
     ],
 )
 def test_a_window_outside_its_clip_is_refused_naming_the_clip(
@@ -279,9 +279,9 @@ def silent_wav() -> bytes:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not a video at all", r"^clip 2 is not a readable video"),
-        (None, r"^clip 2 is not a readable video"),  # no such file
-        (silent_wav(), r"^clip 2 has no video stream$"),
+        (b"not a video at all", r"^clip 3 is not a readable video"),
+        (None, r"^clip 3 is not a readable video"),  # no such file
+        (silent_wav(), r"^clip 3 has no video stream$"),
     ],
 )
 def test_a_clip_that_is_not_a_video_is_unsupported(

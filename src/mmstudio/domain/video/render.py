@@ -157,7 +157,7 @@ def _window(index: int, cut: Cut, fps: int) -> _Window:
     """Check `cut` against its clip's duration: an out point past the end is cut back to the end; an
     empty window, or one outside the clip, is refused with the range that is allowed."""
     duration = _duration(index, cut.path)
-    where, end = f"clip {index}", _seconds(duration)
+    where, end = f"clip {index + 1}", _seconds(duration)  # counted as on the timeline, from 1
     if not cut.start_s >= 0:  # also refuses NaN
         raise InvalidRequest(
             f"{where}: the in point {_seconds(cut.start_s)} s is before its start (0.0 s to {end} s allowed)",
@@ -194,7 +194,7 @@ def _window(index: int, cut: Cut, fps: int) -> _Window:
 
 def _unreadable(index: int, what: str) -> UnsupportedMediaType:
     """A clip PyAV cannot open or decode, or one without video, named by its index."""
-    return UnsupportedMediaType(f"clip {index} {what}", field=f"clips[{index}]")
+    return UnsupportedMediaType(f"clip {index + 1} {what}", field=f"clips[{index}]")
 
 
 def _open_clip(index: int, path: Path) -> tuple[InputContainer, VideoStream]:
