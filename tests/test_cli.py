@@ -393,6 +393,7 @@ def test_video_follows_the_job_writes_the_file_and_jobs_lists_it(env: dict[str, 
 def test_studio_video_new_generate_and_export_a_film(env: dict[str, str], tmp_path: Path) -> None:
     import av
 
+    from tests.fakes.images import make_image
     from tests.fakes.openai_videos_server import FakeOpenAIVideosServer
 
     config = tmp_path / "mmstudio.yaml"
@@ -406,14 +407,25 @@ def test_studio_video_new_generate_and_export_a_film(env: dict[str, str], tmp_pa
         }
         made = runner.invoke(app, ["studio", "video", "new", "trip", "--resolution", "480p"], env=video_env)
         assert made.exit_code == 0 and "trip" in made.output and "none usable" in made.output, made.output
+        still = tmp_path / "still.png"
+        still.write_bytes(make_image(64, 36))
         shot = runner.invoke(
             app,
-            ["studio", "video", "generate", "trip", "a fox", "-m", "openai/sora-2", "--camera-pan-x", "-0.5"],
+            [
+                *("studio", "video", "generate", "trip", "a fox", "-m", "openai/sora-2"),
+                *("--camera-pan-x", "-0.5", "--amplitude", "0.5", "--loop", "--negative", "blurry"),
+                *("--start-frame", str(still)),
+            ],
             env=video_env,
         )
         assert shot.exit_code == 0 and "Made with openai/sora-2" in shot.output, shot.output
+        assert "camera via prompt" in shot.output and "negative prompt not used by this model" in shot.output
         assert not list(Path.cwd().glob("*.mp4"))  # without -o the clip stays on the timeline only
-        assert sora.creates[-1].values["prompt"] == "a fox. Camera: slow pan left."  # what went upstream
+        assert sora.creates[-1].values["prompt"] == (  # what went upstream: Sora has no such parameters
+            "a fox. Camera: slow pan left. Style: lively motion. "
+            "A seamless loop: the last frame matches the first."
+        )
+        assert sora.creates[-1].reference is not None  # the start frame, uploaded from the file
         listed = runner.invoke(app, ["studio", "video", "list"], env=video_env)
         assert listed.exit_code == 0 and "openai/sora-2" in listed.output and "trip" in listed.output
         film = tmp_path / "film.mp4"

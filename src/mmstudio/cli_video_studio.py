@@ -27,6 +27,7 @@ video_app = typer.Typer(
 studio_app.add_typer(video_app, name="video")
 
 Unit = Annotated[float | None, typer.Option(min=-1.0, max=1.0)]
+Share = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
 
 
 async def _project(studio: Studio, ref: str) -> Project:
@@ -99,6 +100,23 @@ def register(app: typer.Typer) -> None:
         camera_zoom: Unit = None,
         camera_tilt: Unit = None,
         camera_roll: Unit = None,
+        stability: Share = None,
+        amplitude: Share = None,
+        coherence: Share = None,
+        negative: Annotated[str | None, typer.Option(help="what the shot must not show")] = None,
+        loop: Annotated[
+            bool | None, typer.Option("--loop/--no-loop", help="end the shot where it began")
+        ] = None,
+        interpolate: Annotated[
+            bool | None,
+            typer.Option(
+                "--interpolate/--no-interpolate", help="blend frames when the export changes the rate"
+            ),
+        ] = None,
+        start_frame: Annotated[
+            Path | None,
+            typer.Option(help="an image (PNG, JPEG, WebP) the shot starts from", exists=True, dir_okay=False),
+        ] = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="also write the clip here (.mp4)")
         ] = None,
@@ -117,12 +135,27 @@ def register(app: typer.Typer) -> None:
             "zoom": camera_zoom,
             "tilt": camera_tilt,
             "roll": camera_roll,
+            "stability": stability,
+            "amplitude": amplitude,
+            "coherence": coherence,
+            "negative_prompt": negative,
+            "loop": loop,
+            "interpolate": interpolate,
         }
         changes |= {k: v for k, v in given.items() if v is not None}
+        image = start_frame.read_bytes() if start_frame is not None else None
 
         async def work(studio: Studio) -> None:
             found = await _project(studio, project)
+            if image is not None and start_frame is not None:
+                changes["start_frame"] = (await studio.media.save_upload(image, start_frame.name)).id
             await studio.video_studio.update(found.id, changes)
+            view = await studio.video_studio.view(found.id)
+            if view.plan is not None:  # how each control reaches the model, as the page marks it
+                routes = ", ".join(
+                    f"{name.replace('_', ' ')} {how}" for name, how in view.plan.routes.items()
+                )
+                cli.err.print(f"[dim]{routes}[/]", soft_wrap=True)
             clip, job = await studio.video_studio.generate(found.id)
             cli.err.print(f"clip [bold]{clip.id}[/] on {found.name}: job {job.id} ({', '.join(job.plan)})")
             await _follow(studio, job.id, out, save=out is not None)  # the clip is on the timeline anyway
