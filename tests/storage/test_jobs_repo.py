@@ -33,6 +33,11 @@ async def test_create_is_idempotent_by_key(engine: Any) -> None:
         0,
         None,
     )
+    assert await jobs.get_many([first.id, "job_nope", other.id, first.id]) == {
+        first.id: await jobs.get(first.id),
+        other.id: await jobs.get(other.id),
+    }
+    assert await jobs.get_many([]) == {}
     page = await jobs.list(kind="video")
     assert page.total == 2 and [j.id for j in page.items] == [other.id, first.id]
     assert (await jobs.list(state="running")).total == 0

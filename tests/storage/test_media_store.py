@@ -62,6 +62,9 @@ async def test_generated_image_is_stored_by_sha_with_its_recipe(engine: Any, tmp
     again = await store.get(asset.id)
     assert again is not None and again.recipe == asset.recipe and again.attempts == asset.attempts
     assert again.latency_ms == 12.5
+    # many at once (one query): the ones that exist, by id; an unknown or over-long id is simply absent
+    assert await store.get_many([asset.id, "img_nope", "x" * 41, asset.id]) == {asset.id: again}
+    assert await store.get_many([]) == {}
     assert list((tmp_path / "media" / "tmp").iterdir()) == []
 
 

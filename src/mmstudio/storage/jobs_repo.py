@@ -175,6 +175,15 @@ class JobRepository:
     async def get(self, job_id: str) -> Job | None:
         return await self._one(select(*COLUMNS).where(JobRow.id == job_id))
 
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        """The jobs of `job_ids` that exist, by id, in one query."""
+        wanted = sorted(set(job_ids))
+        if not wanted:
+            return {}
+        async with self._sessions() as session:
+            rows = (await session.execute(select(*COLUMNS).where(JobRow.id.in_(wanted)))).mappings()
+            return {job.id: job for job in map(_job, rows)}
+
     async def by_idempotency_key(self, key: str) -> Job | None:
         return await self._one(select(*COLUMNS).where(JobRow.idempotency_key == key))
 

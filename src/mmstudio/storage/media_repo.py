@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select
@@ -80,6 +81,14 @@ class MediaRepository:
         async with self._sessions() as session:
             row = await session.get(MediaAssetRow, asset_id)
         return _asset(row) if row is not None else None
+
+    async def get_many(self, asset_ids: Iterable[str]) -> dict[str, MediaAsset]:
+        wanted = sorted(set(asset_ids))
+        if not wanted:
+            return {}
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(MediaAssetRow).where(MediaAssetRow.id.in_(wanted)))).all()
+        return {asset.id: asset for asset in map(_asset, rows)}
 
     async def list(
         self,

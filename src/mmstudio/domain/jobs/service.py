@@ -101,6 +101,10 @@ class JobService:
             raise NotFound(f"no job {job_id!r}")
         return job
 
+    async def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        """The jobs that exist among `job_ids`, by id (one query)."""
+        return await self.store.get_many(job_ids)
+
     async def list(self, *, kind: str | None, state: str | None, limit: int, offset: int) -> JobPage:
         return await self.store.list(kind=kind, state=state, limit=limit, offset=offset)
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ class MediaFileStore(Protocol):
 class MediaRows(Protocol):
     async def add(self, asset: MediaAsset) -> None: ...
     async def get(self, asset_id: str) -> MediaAsset | None: ...
+    async def get_many(self, asset_ids: Iterable[str]) -> dict[str, MediaAsset]: ...
     async def list(
         self,
         *,
@@ -272,6 +273,10 @@ class MediaStore:
         if not asset_id or len(asset_id) > 40:
             return None
         return await self.rows.get(asset_id)
+
+    async def get_many(self, asset_ids: Iterable[str]) -> dict[str, MediaAsset]:
+        """The assets that exist among `asset_ids`, by id (one query)."""
+        return await self.rows.get_many(i for i in asset_ids if i and len(i) <= 40)
 
     async def read_path(self, asset: MediaAsset) -> Path:
         path = self.files.path(asset.sha256, asset.extension)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +58,7 @@ class ProjectStore(Protocol):
 
 class Media(Protocol):
     async def get(self, asset_id: str) -> MediaAsset | None: ...
+    async def get_many(self, asset_ids: Iterable[str]) -> dict[str, MediaAsset]: ...
     async def read_path(self, asset: MediaAsset) -> Path: ...
     async def save_upload(self, data: bytes, filename: str, *, tier: str | None = None) -> MediaAsset: ...
 
@@ -125,13 +126,15 @@ class VideoStudio:
     async def view(self, project_id: str) -> ProjectView:
         """The project with each clip's job and video, a finished job's output recorded on its clip."""
         project = await self.get(project_id)
-        views = []
+        jobs = await self.videos.jobs.get_many(c.job_id for c in project.clips if c.job_id)
+        clips = []
         for clip in project.clips:
-            job = await self._job(clip.job_id)
+            job = jobs.get(clip.job_id) if clip.job_id else None
             if clip.asset_id is None and job is not None and job.state == "complete" and job.output_ids:
                 clip = await self.projects.update_clip(project.id, clip.id, {"asset_id": job.output_ids[0]})
-            asset = await self.media.get(clip.asset_id) if clip.asset_id else None
-            views.append(ClipView(clip, job, asset))
+            clips.append((clip, job))
+        assets = await self.media.get_many(c.asset_id for c, _ in clips if c.asset_id)
+        views = [ClipView(c, job, assets.get(c.asset_id) if c.asset_id else None) for c, job in clips]
         model = self.models.entries.get(project.next_shot.model or "") if project.next_shot.model else None
         return ProjectView(replace(project, clips=tuple(v.clip for v in views)), tuple(views), model)
 
