@@ -36,11 +36,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import platform
 import random
 import sqlite3
-import statistics
 import tempfile
 import time
 import uuid
@@ -49,8 +47,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from made_up_words import vocabulary  # bench/ is on the path: the scripts run as files
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from timing import Timing, timed
 
 from mmstudio.domain.chat.types import MessageMetric, MessageProgress, NewMessage, Part
 from mmstudio.storage.chat_repo import ChatRepository
@@ -65,24 +65,6 @@ PER_CONVERSATION = 10
 BATCH = 5_000
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 VOCABULARY = 5_000  # made-up words, drawn with Zipf's law (word n is 1/n as common as the first)
-SYLLABLES = [
-    "ka",
-    "lo",
-    "mi",
-    "ner",
-    "to",
-    "sa",
-    "vi",
-    "ru",
-    "den",
-    "pa",
-    "el",
-    "or",
-    "qu",
-    "tin",
-    "ba",
-    "ze",
-]
 
 C = Base.metadata.tables["conversations"]
 M = Base.metadata.tables["messages"]
@@ -94,18 +76,7 @@ FIRST_SEND = ("create_conversation", "add_turn", "update_message", "finish_messa
 DEFAULT_TITLE = "New chat"
 
 
-def vocabulary() -> tuple[list[str], list[float]]:
-    rng = random.Random(0)
-    words: set[str] = set()
-    while len(words) < VOCABULARY:
-        words.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))))
-    ordered = sorted(words)
-    rng.shuffle(ordered)
-    cumulative = list(itertools.accumulate(1 / (n + 1) for n in range(VOCABULARY)))
-    return ordered, cumulative
-
-
-WORDS, CUMULATIVE = vocabulary()
+WORDS, CUMULATIVE = vocabulary(VOCABULARY)
 # A common word (about 1 message in 16 has it) and a prefix of a rarer one: a typical narrowing search.
 QUERY = f"{WORDS[40]} {WORDS[400][:4]}"
 
@@ -208,23 +179,6 @@ async def build_many_conversations(engine: AsyncEngine) -> list[str]:
         )
     await bulk(engine, conversations, messages)
     return ids
-
-
-Timing = tuple[float, float]  # medians in ms: wall time, and CPU time of the whole process (all threads)
-
-
-async def timed(call: Callable[[], Awaitable[Any]], repeats: int, warmup: int = 3) -> Timing:
-    """Medians of `repeats` calls after `warmup`. The CPU time counts the runner's threads too, and
-    is steadier than the wall time on a busy machine."""
-    for _ in range(warmup):
-        await call()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        await call()
-        wall.append((time.perf_counter() - start) * 1000)
-        cpu.append((time.process_time() - start_cpu) * 1000)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def select_one(db: Runner) -> Callable[[], Awaitable[Any]]:

@@ -242,6 +242,72 @@ class VideosConfig(_Strict):
     )
 
 
+# Page paths a tier's `/{tier}/...` pages must never shadow.
+RESERVED_TIERS = frozenset(
+    {
+        "api", "v1", "static", "ui", "chat", "models", "onboarding", "compare", "creator-studio", "images",
+        "jobs", "video-studio", "metrics", "metrics-dashboard", "healthz", "openapi.json", "docs", "redoc",
+        "favicon.ico", "story", "stories",
+    }
+)  # fmt: skip
+KIDS_INSTRUCTIONS = (
+    "You write illustrated stories for children aged 6 to 10. Keep every scene kind, safe and hopeful: no "
+    "violence beyond gentle peril, no romance, no frightening images, no brand names, no real people. Use "
+    "short sentences and simple words. Image prompts describe a bright, friendly picture-book illustration."
+)
+ADULT_INSTRUCTIONS = (
+    "You write interactive fiction for consenting adults. Mature themes are allowed; never involve minors, "
+    "real people or non-consent, and keep image prompts within the image model's content policy."
+)
+
+
+class TierConfig(_Strict):
+    """One audience tier of story mode: its own stories, characters and media, and the rules its text
+    and image models always follow."""
+
+    name: str = Field(min_length=1, max_length=60, description="display name")
+    enabled: bool = True
+    text_model: str | None = Field(default=None, description="default text model (empty: the studio's)")
+    image_model: str = Field(default="openai/gpt-image-1", description="default image model")
+    video_model: str | None = Field(default=None, description="default video model (empty: the first usable)")
+    text_models: tuple[str, ...] = Field(default=(), description="text models allowed (empty: any)")
+    image_models: tuple[str, ...] = Field(default=(), description="image models allowed (empty: any)")
+    video_models: tuple[str, ...] = Field(default=(), description="video models allowed (empty: any)")
+    instructions: str = Field(default="", max_length=8000, description="what the text model always gets")
+    moderation: Literal["auto", "low"] | None = Field(
+        default="auto", description="image moderation sent where the vendor takes it (OpenAI's)"
+    )
+    video: bool = Field(default=True, description="whether video mode may be turned on")
+    max_scenes: int = Field(default=30, ge=1, le=500, description="scenes a story may have in all")
+
+
+def _default_tiers() -> dict[str, TierConfig]:
+    return {
+        "kids": TierConfig(name="Kids", instructions=KIDS_INSTRUCTIONS, moderation="auto", max_scenes=30),
+        "nsfw": TierConfig(
+            name="Adults", enabled=False, instructions=ADULT_INSTRUCTIONS, moderation="low", max_scenes=100
+        ),
+    }
+
+
+class StoriesConfig(_Strict):
+    """Story mode: the audience tiers (`kids` and `nsfw` by default; `nsfw` is off until enabled)."""
+
+    tiers: dict[str, TierConfig] = Field(default_factory=_default_tiers)
+    auto_save: bool = Field(default=True, description="keep every story in its tier's gallery at once")
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, value: dict[str, TierConfig]) -> dict[str, TierConfig]:
+        for key in value:
+            if not SLUG.match(key) or key in RESERVED_TIERS:
+                raise ValueError(
+                    f"tier {key!r}: a tier is a lowercase slug (letters, digits, - and _) and not one of the "
+                    f"studio's own paths ({', '.join(sorted(RESERVED_TIERS))})"
+                )
+        return value
+
+
 class StudioConfig(_Strict):
     default_model: str | None = None
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -254,6 +320,7 @@ class StudioConfig(_Strict):
     codegen: CodegenConfig = Field(default_factory=CodegenConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     videos: VideosConfig = Field(default_factory=VideosConfig)
+    stories: StoriesConfig = Field(default_factory=StoriesConfig)
     health_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     detect_local: bool = True
     endpoints: tuple[EndpointConfigEntry, ...] = ()

@@ -33,6 +33,8 @@ from mmstudio.domain.metrics import MetricsRecorder
 from mmstudio.domain.ratelimit import RateLimiter
 from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import Routed, RoutedStream, RouteOptions, Router
+from mmstudio.domain.story.service import StoryService
+from mmstudio.domain.story.tiers import Tiers
 from mmstudio.domain.types import Endpoint
 from mmstudio.domain.video.export import KIND as EXPORT_KIND
 from mmstudio.domain.video.export import ExportJobHandler
@@ -74,6 +76,7 @@ from mmstudio.storage.metrics_repo import MetricsRepository
 from mmstudio.storage.repositories import EndpointRepository, PreferenceRepository, UsageRepository
 from mmstudio.storage.runner import Runner, open_runner
 from mmstudio.storage.secrets import SecretBox
+from mmstudio.storage.story_repo import StoryRepository
 from mmstudio.storage.video_repo import VideoProjectRepository
 
 if TYPE_CHECKING:
@@ -138,6 +141,7 @@ class Studio:
     jobs: JobService
     videos: VideoService
     video_studio: VideoStudio
+    stories: StoryService
     local_videos: LocalVideoEngines
     worker: JobWorker
 
@@ -293,6 +297,17 @@ class Studio:
                 VideoProjectRepository(sessions), video_models, studio.media, studio.videos
             )
             studio.image_jobs = ImageJobs(studio.images, studio.jobs)
+            studio.stories = StoryService(
+                StoryRepository(sessions),
+                Tiers(settings.config.stories),
+                studio.router,
+                registry,
+                studio.image_jobs,
+                studio.videos,
+                video_models,
+                studio.jobs,
+                studio.media,
+            )
             studio.worker = JobWorker(
                 JobRepository(sessions),
                 {
@@ -319,6 +334,7 @@ class Studio:
             await studio.conversations.recover()  # answers a crash cut short become `interrupted`
             await studio.compare.recover()
             await studio.codegen.recover()
+            await studio.stories.recover()  # scenes a stop cut short become `failed`, with a retry
         except Exception:
             await studio.close()
             raise
@@ -372,6 +388,9 @@ class Studio:
         codegen: CodegenService | None = getattr(self, "codegen", None)
         if codegen is not None:
             await codegen.close()  # generations in flight are stored `interrupted`, text kept
+        stories: StoryService | None = getattr(self, "stories", None)
+        if stories is not None:
+            await stories.close()  # scenes being written end `failed`, with a retry
         await self.stop_jobs()
         local_videos: LocalVideoEngines | None = getattr(self, "local_videos", None)
         if local_videos is not None:

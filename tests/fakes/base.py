@@ -41,6 +41,8 @@ class Reply:
       send half the body and cut.
     - `stream_error_after` + `stream_error`: the vendor's in-band error after that many chunks
       (Ollama's ``{"error"}`` line, Anthropic's ``event: error``, an OpenAI error chunk).
+    - `hold_after` + `resume`: in a stream, send that many chunks, then wait until the test sets
+      `resume` (at most 10 s) before the rest: the client is mid-stream for as long as the test needs.
     """
 
     text: str = "Hello from the fake."
@@ -57,6 +59,8 @@ class Reply:
     drop_after: int | None = None
     stream_error_after: int | None = None
     stream_error: Any = None
+    hold_after: int | None = None
+    resume: threading.Event = field(default_factory=threading.Event)
 
     def text_chunks(self) -> list[str]:
         if self.chunks is not None:
@@ -171,6 +175,8 @@ class FakeServer:
                     raise DropConnection("scripted drop")
                 if index and reply.chunk_delay:
                     await asyncio.sleep(reply.chunk_delay)
+                if reply.hold_after is not None and index == reply.hold_after:
+                    await asyncio.to_thread(reply.resume.wait, 10)
                 yield piece
 
         return StreamingResponse(

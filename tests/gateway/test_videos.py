@@ -10,12 +10,13 @@ import asyncio
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import openai
 import pytest
 
@@ -40,18 +41,22 @@ def env_for(sora: FakeOpenAIVideosServer | None) -> dict[str, str]:
     return env
 
 
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    """Each named server-sent event of a streamed response: (event, its JSON data)."""
+    buffer = ""
+    async for chunk in response.aiter_text():
+        buffer += chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+            if "event" in lines:
+                yield lines["event"], json.loads(lines["data"])
+
+
 async def wait_done(live: LiveStudio, job_id: str) -> dict[str, Any]:
     """The job's events until it ends (the SSE stream, not a sleep loop)."""
-    events: list[tuple[str, Any]] = []
     async with live.client.stream("GET", f"/api/jobs/{job_id}/events") as response:
-        buffer = ""
-        async for chunk in response.aiter_text():
-            buffer += chunk
-            while "\n\n" in buffer:
-                block, buffer = buffer.split("\n\n", 1)
-                lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-                if "event" in lines:
-                    events.append((lines["event"], json.loads(lines["data"])))
+        events = [event async for event in sse_events(response)]
     assert events and events[-1][0] in ("done", "error"), events
     return {"events": events, "job": events[-1][1]}
 

@@ -460,3 +460,85 @@ class VideoClipRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# -- Story mode -----------------------------------------------------------------------------------
+# A story's scenes are rows linked by `parent_id` (a branch is a second child of one scene; both are
+# kept), never one JSON blob. Every row carries its tier and every query filters by it. `title_key` and
+# `premise_key` are the casefolded title and premise, written by the repository with each change, so
+# search and the A-Z sort behave the same on SQLite (whose lower() and LIKE fold ASCII only) and PostgreSQL.
+
+
+class StoryRow(Base):
+    """A story of one tier; `scene_count` is kept by the repository in the transaction that adds a scene."""
+
+    __tablename__ = "stories"
+    __table_args__ = (
+        Index("ix_stories_tier_updated_at", "tier", "updated_at"),
+        Index("ix_stories_tier_created_at", "tier", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(Text)
+    title_key: Mapped[str] = mapped_column(Text)
+    premise: Mapped[str] = mapped_column(Text)
+    premise_key: Mapped[str] = mapped_column(Text)
+    text_model: Mapped[str] = mapped_column(String(400))
+    image_model: Mapped[str] = mapped_column(String(400))
+    video_model: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    memory_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    video_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    scene_count: Mapped[int] = mapped_column(Integer, default=0)
+    cover_asset_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    current_scene_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    has_video: Mapped[bool] = mapped_column(Boolean, default=False)
+    saved: Mapped[bool] = mapped_column(Boolean, default=False)
+    legacy_format: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StorySceneRow(Base):
+    """One scene: the answer to one choice of its parent (`parent_id` None: the story's first scene)."""
+
+    __tablename__ = "story_scenes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    story_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("stories.id", ondelete="CASCADE"), index=True
+    )
+    tier: Mapped[str] = mapped_column(String(40))  # the story's, copied so scene reads filter without a join
+    parent_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("story_scenes.id"), nullable=True, index=True
+    )
+    choice: Mapped[str | None] = mapped_column(Text, nullable=True)
+    depth: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(Text, default="")
+    narrative: Mapped[str] = mapped_column(Text, default="")
+    image_prompt: Mapped[str] = mapped_column(Text, default="")
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_used: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    image_job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    video_job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    image_asset_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    video_asset_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StoryCharacterRow(Base):
+    """A tier's character with its reference photos (image asset ids, in order)."""
+
+    __tablename__ = "story_characters"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(40), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    photo_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -34,6 +34,7 @@ from mmstudio.web import (
     openai_api,
     openai_images,
     openai_videos,
+    story_api,
     video_studio_api,
 )
 from mmstudio.web.auth import GatewayAuth
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(jobs_api.router)
     app.include_router(openai_videos.router)
     app.include_router(video_studio_api.router)
+    app.include_router(story_api.router)
     pages.install(app)
     app.add_middleware(GatewayAuth)
     image_upload = int(settings.config.images.max_upload_mb * 1_000_000)

@@ -8,6 +8,7 @@ hands the untouched `receive` and `send` to the app.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -33,9 +34,17 @@ def route_path(scope: Scope) -> str:
     return path
 
 
+# Story mode's JSON routes under a tier's pages (`/{tier}/story/image/{scene_id}`, ...).
+_STORY_JSON = re.compile(r"^/[^/]+/story/")
+
+
 def is_protected(path: str) -> bool:
     """Whether `path` needs a gateway key (once keys are required)."""
-    return path in ("/v1", "/api", "/metrics") or path.startswith(("/v1/", "/api/", "/metrics/"))
+    return (
+        path in ("/v1", "/api", "/metrics")
+        or path.startswith(("/v1/", "/api/", "/metrics/"))
+        or _STORY_JSON.match(path) is not None
+    )
 
 
 def presented_key(scope: Scope) -> str | None:

@@ -70,6 +70,7 @@ class ImageOrder:
     mask: str | None = None
     input_fidelity: str | None = None
     output_format: str | None = None
+    moderation: str | None = None  # "auto" or "low", sent where the model takes it (story tiers)
     workflow: str | None = None
     parent_id: str | None = None
     tier: str | None = None
@@ -353,6 +354,7 @@ class ImageService:
             mask=mask if caps.supports_mask else None,
             input_fidelity=order.input_fidelity if caps.supports_input_fidelity else None,
             output_format=order.output_format if order.output_format in caps.output_formats else None,
+            moderation=order.moderation if caps.supports_moderation else None,
             # A workflow the user registered by name (images.workflows) goes to ComfyUI as its file.
             workflow=self.config.images.workflows.get(order.workflow, order.workflow)
             if order.workflow

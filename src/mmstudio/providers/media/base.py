@@ -32,6 +32,7 @@ class ImageCapabilities:
     supports_negative_prompt: bool = False
     supports_seed: bool = False
     supports_steps: bool = False
+    supports_moderation: bool = False  # OpenAI's `moderation: auto | low` (GPT Image)
     sizes: tuple[str, ...] = ()
     aspect_ratios: tuple[str, ...] = ()
     qualities: tuple[str, ...] = ()

@@ -39,6 +39,7 @@ _GPT_IMAGE = ImageCapabilities(
     supports_input_fidelity=True,
     supports_edit=True,
     supports_mask=True,
+    supports_moderation=True,
     sizes=("1024x1024", "1536x1024", "1024x1536"),
     qualities=("low", "medium", "high"),
     max_n=10,

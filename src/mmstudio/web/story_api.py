@@ -1,0 +1,240 @@
+"""Story mode's API, one tier at a time: `/api/stories/{tier}/...` (start a story, follow a scene as it
+is written, choose, retry, the gallery) and the seed design's JSON routes for a scene's image and video
+(`/{tier}/story/image/{scene_id}`, `/{tier}/story/video/{scene_id}` and their `/retry`).
+
+A tier that does not exist or is switched off, and anything of another tier, answers 404 with the same
+plain words: nothing confirms it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mmstudio.domain.story.service import MAX_CHOICE, MAX_PREMISE, MediaState, SceneEvent, StoryStart
+from mmstudio.domain.story.types import STORY_SORTS, Scene, Story, StoryTree
+from mmstudio.errors import InvalidRequest
+from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.deps import StudioDep
+from mmstudio.web.sse import sse_event, sse_response, with_keepalive
+
+router = APIRouter(tags=["stories"])
+
+
+class StoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    premise: str = Field(min_length=1, max_length=MAX_PREMISE)
+    text_model: str | None = Field(default=None, max_length=400, description="default: the tier's")
+    image_model: str | None = Field(default=None, max_length=400, description="default: the tier's")
+    video_model: str | None = Field(default=None, max_length=400, description="video mode's model")
+    memory_mode: bool = Field(default=False, description="characters' descriptions and photos go along")
+    video_mode: bool = Field(default=False, description="a short video clip for each scene")
+
+
+class ChoiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    choice: int | None = Field(default=None, ge=0, le=3, description="the index of one of the choices")
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_CHOICE, description="your own")
+
+
+def story_json(story: Story) -> dict[str, Any]:
+    return {
+        "id": story.id,
+        "tier": story.tier,
+        "title": story.title,
+        "premise": story.premise,
+        "textModel": story.text_model,
+        "imageModel": story.image_model,
+        "videoModel": story.video_model,
+        "memoryMode": story.memory_mode,
+        "videoMode": story.video_mode,
+        "hasVideo": story.has_video,
+        "sceneCount": story.scene_count,
+        "coverUrl": f"/api/media/{story.cover_asset_id}/thumb" if story.cover_asset_id else None,
+        "currentSceneId": story.current_scene_id,
+        "createdAt": story.created_at.isoformat(),
+        "updatedAt": story.updated_at.isoformat(),
+    }
+
+
+def scene_json(scene: Scene) -> dict[str, Any]:
+    return {
+        "id": scene.id,
+        "storyId": scene.story_id,
+        "parentId": scene.parent_id,
+        "choice": scene.choice,
+        "depth": scene.depth,
+        "state": scene.state,
+        "title": scene.title,
+        "narrative": scene.narrative,
+        "imagePrompt": scene.image_prompt,
+        "choices": list(scene.choices),
+        "error": scene.error,
+        "modelUsed": scene.model_used,
+        "attempts": list(scene.attempts),
+        "imageJobId": scene.image_job_id,
+        "videoJobId": scene.video_job_id,
+    }
+
+
+def tree_json(tree: StoryTree) -> dict[str, Any]:
+    return {**story_json(tree.story), "scenes": [scene_json(s) for s in tree.scenes]}
+
+
+def media_json(state: MediaState) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": state.status, "url": state.url}
+    if state.error is not None:
+        body["error"] = state.error
+    if state.progress is not None:
+        body["progress"] = state.progress
+    return body
+
+
+def _event(event: SceneEvent) -> bytes:
+    if event.type == "partial":
+        return sse_event("partial", dict(event.partial))
+    body: dict[str, Any] = {"scene": scene_json(event.scene) if event.scene is not None else None}
+    if event.type == "error":
+        body["error"] = event.error
+    return sse_event(event.type, body)
+
+
+# -- /api/stories/{tier} ------------------------------------------------------------------------------
+
+
+@router.get("/api/stories/{tier}")
+async def tier_info(tier: str, studio: StudioDep) -> JSONResponse:
+    """The tier's name, limits and the models a story may use here now (usable and allowed)."""
+    stories = studio.stories
+    config = stories.tiers.get(tier)
+    await stories.video_models.refresh()
+    videos = stories.video_model_ids(config) if config.video else []
+    return JSONResponse(
+        {
+            "tier": tier,
+            "name": config.name,
+            "maxScenes": config.max_scenes,
+            "videoAllowed": config.video,
+            "videoAvailable": bool(videos),
+            "imageModels": stories.image_models(config),
+            "videoModels": videos,
+            "defaultImageModel": config.image_model,
+        }
+    )
+
+
+@router.post(
+    "/api/stories/{tier}/stories", status_code=201, response_model=None, openapi_extra=body_schema(StoryIn)
+)
+async def start_story(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """Start a story: it and its first scene are stored at once, and the scene is written in the
+    background (follow it at `/api/stories/{tier}/scenes/{id}/events`)."""
+    body = await parse_body(request, StoryIn)
+    story, scene = await studio.stories.start(tier, StoryStart(**body.model_dump()))
+    return JSONResponse({"story": story_json(story), "scene": scene_json(scene)}, status_code=201)
+
+
+@router.get(
+    "/api/stories/{tier}/stories",
+    openapi_extra={
+        "parameters": [
+            *PAGE_PARAMETERS["parameters"],
+            {"name": "q", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}},
+            {"name": "sort", "in": "query", "required": False, "schema": {"enum": list(STORY_SORTS)}},
+        ]
+    },
+)
+async def gallery(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """The tier's gallery: `sort` updated (newest first, the default), created, title or scenes; `q`
+    searches titles and premises; `limit` (1 to 100, default 20) and `offset` page it."""
+    limit, offset = int_param(request, "limit", 20), int_param(request, "offset", 0)
+    if not 1 <= limit <= 100:
+        raise InvalidRequest(f"limit must be between 1 and 100, got {limit}", field="limit")
+    if offset < 0:
+        raise InvalidRequest(f"offset must be 0 or more, got {offset}", field="offset")
+    sort = request.query_params.get("sort") or "updated"
+    if sort not in STORY_SORTS:
+        raise InvalidRequest(f"sort must be one of {', '.join(STORY_SORTS)}", field="sort")
+    q = (request.query_params.get("q") or "").strip()[:200] or None
+    page = await studio.stories.gallery(tier, q=q, sort=sort, limit=limit, offset=offset)
+    return JSONResponse(
+        {"items": [story_json(s) for s in page.items], "total": page.total, "limit": limit, "offset": offset}
+    )
+
+
+@router.get("/api/stories/{tier}/stories/{story_id}")
+async def get_story(tier: str, story_id: str, studio: StudioDep) -> JSONResponse:
+    """The story and every scene of every branch, parents before children."""
+    return JSONResponse(tree_json(await studio.stories.get(tier, story_id)))
+
+
+@router.get("/api/stories/{tier}/scenes/{scene_id}")
+async def get_scene(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    return JSONResponse(scene_json(await studio.stories.scene(tier, scene_id)))
+
+
+@router.get("/api/stories/{tier}/scenes/{scene_id}/events", response_model=None)
+async def scene_events(tier: str, scene_id: str, studio: StudioDep) -> Response:
+    """Server-sent events while the scene is written: `partial` with the fields written so far, then
+    `scene` (the stored scene) or `error`. A scene already written answers `scene` at once."""
+    stories = studio.stories
+    await stories.scene(tier, scene_id)  # a 404 before the stream starts
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in stories.follow(tier, scene_id):
+            yield _event(event)
+
+    return sse_response(with_keepalive(frames()))
+
+
+@router.post(
+    "/api/stories/{tier}/scenes/{scene_id}/choose",
+    status_code=201,
+    response_model=None,
+    openapi_extra=body_schema(ChoiceIn),
+)
+async def choose(tier: str, scene_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """The next scene: one of this scene's choices, or your own words. Choosing again on an earlier
+    scene starts a branch; both paths are kept."""
+    body = await parse_body(request, ChoiceIn)
+    scene = await studio.stories.choose(tier, scene_id, index=body.choice, text=body.text)
+    return JSONResponse(scene_json(scene), status_code=201)
+
+
+@router.post("/api/stories/{tier}/scenes/{scene_id}/retry")
+async def retry_scene(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    """Write a failed scene again."""
+    return JSONResponse(scene_json(await studio.stories.retry_scene(tier, scene_id)))
+
+
+# -- the seed design's routes ---------------------------------------------------------------------
+
+
+@router.get("/{tier}/story/image/{scene_id}")
+async def scene_image(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    """`{"status": none | pending | generating | complete | failed, "url"}` of the scene's image."""
+    return JSONResponse(media_json(await studio.stories.media_state(tier, scene_id, "image")))
+
+
+@router.post("/{tier}/story/image/{scene_id}/retry")
+async def retry_scene_image(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    """Make the scene's image again (and its video after it, in video mode)."""
+    return JSONResponse(media_json(await studio.stories.retry_media(tier, scene_id, "image")))
+
+
+@router.get("/{tier}/story/video/{scene_id}")
+async def scene_video(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    """`{"status", "url"}` of the scene's video (video mode)."""
+    return JSONResponse(media_json(await studio.stories.media_state(tier, scene_id, "video")))
+
+
+@router.post("/{tier}/story/video/{scene_id}/retry")
+async def retry_scene_video(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
+    """Make the scene's video again (its image first, when that failed)."""
+    return JSONResponse(media_json(await studio.stories.retry_media(tier, scene_id, "video")))

@@ -1,0 +1,250 @@
+"""Story mode through the real app on uvicorn with the job worker, against protocol-faithful fakes: a text
+model (Ollama) writing each scene as JSON, streamed to the page as it is written; GPT Image illustrating
+it (with the tier's moderation); in video mode Grok Imagine animating that image, a job that depends on
+the image job; choices that branch the tree; the seed's image and video status routes; a broken answer
+repaired once, or the scene failed with why; and every bad input of the issue answered 4xx."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mmstudio.config import StoriesConfig, StudioConfig, TierConfig, VideosConfig
+from tests.fakes.base import Reply
+from tests.fakes.ollama_server import FakeOllamaServer
+from tests.fakes.openai_images_server import FakeOpenAIImagesServer
+from tests.fakes.xai_video_server import FakeXAIVideoServer
+from tests.gateway.conftest import LiveStudio, OpenLive, engines
+from tests.gateway.test_videos import sse_events, wait_done
+
+OPENAI_KEY = "sk-stories-0123456789abcdef"
+XAI_KEY = "xai-stories-0123456789abcdef"
+KIDS = "/api/stories/kids"
+
+
+def scene_text(title: str, choices: int = 3) -> str:
+    return json.dumps(
+        {
+            "title": title,
+            "narrative": f"{title}: Mira walks into the forest and finds a glowing lantern.",
+            "image_prompt": f"{title}, a girl with a lantern in a dark forest, picture-book style",
+            "choices": [f"{title} choice {i}" for i in range(choices)],
+        }
+    )
+
+
+def config(**tiers: TierConfig) -> StudioConfig:
+    base = StoriesConfig().tiers
+    return StudioConfig(
+        videos=VideosConfig(poll_interval_s=0.01), stories=StoriesConfig(tiers={**base, **tiers})
+    )
+
+
+@pytest.fixture
+def ollama() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai() -> Iterator[FakeOpenAIImagesServer]:
+    with FakeOpenAIImagesServer(api_key=OPENAI_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def grok() -> Iterator[FakeXAIVideoServer]:
+    with FakeXAIVideoServer(api_key=XAI_KEY) as server:
+        yield server
+
+
+def env_for(
+    ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer, grok: FakeXAIVideoServer | None
+) -> dict[str, str]:
+    env = {**engines(ollama, None), "OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": f"{openai.url}/v1"}
+    if grok is not None:
+        env |= {"XAI_API_KEY": XAI_KEY, "XAI_BASE_URL": f"{grok.url}/v1"}
+    return env
+
+
+async def follow(
+    running: LiveStudio, tier: str, scene_id: str, held: Reply | None = None
+) -> list[tuple[str, Any]]:
+    """The scene's events until it is written or failed; a `held` reply goes on once one part came."""
+    events: list[tuple[str, Any]] = []
+    async with running.client.stream("GET", f"/api/stories/{tier}/scenes/{scene_id}/events") as response:
+        assert response.status_code == 200
+        async for event in sse_events(response):
+            events.append(event)
+            if held is not None:
+                held.resume.set()
+    assert events and events[-1][0] in ("scene", "error"), events
+    return events
+
+
+async def test_a_story_is_written_illustrated_animated_and_branched(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer, grok: FakeXAIVideoServer
+) -> None:
+    running = await live(env_for(ollama, openai, grok), config=config())
+    info = (await running.client.get(KIDS)).json()
+    assert info["name"] == "Kids" and info["videoAllowed"] and info["videoAvailable"]
+    assert "openai/gpt-image-1" in info["imageModels"] and "xai/grok-imagine-video" in info["videoModels"]
+
+    lantern = Reply(text=scene_text("The Lantern"), hold_after=8)  # mid-scene until the page follows
+    ollama.script(lantern)
+    made = await running.client.post(
+        f"{KIDS}/stories",
+        json={
+            "premise": "A girl finds a magic lantern",
+            "image_model": "openai/gpt-image-1",
+            "video_mode": True,
+        },
+    )
+    assert made.status_code == 201, made.text
+    story, first = made.json()["story"], made.json()["scene"]
+    assert story["premise"] == "A girl finds a magic lantern" and first["state"] == "writing"
+    assert story["id"].startswith("st_") and len(story["id"]) > 20  # random, not sequential
+
+    events = await follow(running, "kids", first["id"], lantern)
+    partials = [data for kind, data in events if kind == "partial"]
+    narratives = [p.get("narrative", "") for p in partials]
+    assert len(partials) > 3 and narratives[-1].startswith("The Lantern: Mira walks")  # as it was written
+    assert narratives == sorted(narratives, key=len)  # it only grows
+    kind, written = events[-1]
+    assert kind == "scene" and written["scene"]["state"] == "written"
+    assert written["scene"]["choices"] == [
+        "The Lantern choice 0",
+        "The Lantern choice 1",
+        "The Lantern choice 2",
+    ]
+    assert written["scene"]["modelUsed"].startswith("ollama/")
+    # the text model got the tier's rules and the format
+    (chat,) = [r.json() for r in ollama.requests_to("/api/chat")]
+    assert chat["messages"][0]["content"].startswith("You write illustrated stories for children")
+    assert "The story's premise: A girl finds a magic lantern" in chat["messages"][1]["content"]
+
+    # the picture: an image job with the tier's moderation; then the video made from it
+    image_job = written["scene"]["imageJobId"]
+    assert (await wait_done(running, image_job))["job"]["state"] == "complete"
+    (body,) = openai.generation_bodies()
+    assert body["prompt"].startswith("The Lantern, a girl with a lantern") and body["moderation"] == "auto"
+    image = (await running.client.get(f"/kids/story/image/{first['id']}")).json()
+    assert image["status"] == "complete" and image["url"].startswith("/api/media/")
+    video_job = written["scene"]["videoJobId"]
+    assert (await wait_done(running, video_job))["job"]["state"] == "complete"
+    video = (await running.client.get(f"/kids/story/video/{first['id']}")).json()
+    assert video == {"status": "complete", "url": video["url"]} and video["url"].startswith("/api/media/")
+    (sent,) = grok.generation_bodies()
+    assert sent["image"]["url"].startswith("data:image/")  # animated from the scene's image
+
+    # choose, then go back and choose differently: a branch, both paths kept
+    ollama.script(Reply(text=scene_text("The River")), Reply(text=scene_text("The Cave")))
+    river = await running.client.post(f"{KIDS}/scenes/{first['id']}/choose", json={"choice": 0})
+    assert river.status_code == 201, river.text
+    assert river.json()["choice"] == "The Lantern choice 0" and river.json()["depth"] == 1
+    await follow(running, "kids", river.json()["id"])
+    cave = await running.client.post(f"{KIDS}/scenes/{first['id']}/choose", json={"text": "Hide in a cave"})
+    assert cave.status_code == 201 and cave.json()["choice"] == "Hide in a cave"
+    assert (await follow(running, "kids", cave.json()["id"]))[-1][0] == "scene"
+    second_chat = ollama.requests_to("/api/chat")[-1].json()["messages"][1]["content"]
+    assert "Scene 1: The Lantern" in second_chat and "The reader chose: Hide in a cave" in second_chat
+    assert "The River" not in second_chat  # the other branch is not this path's story
+    tree = (await running.client.get(f"{KIDS}/stories/{story['id']}")).json()
+    assert tree["title"] == "The Lantern" and tree["sceneCount"] == 3 and tree["hasVideo"] is True
+    assert tree["coverUrl"] and [s["title"] for s in tree["scenes"]] == [
+        "The Lantern",
+        "The River",
+        "The Cave",
+    ]
+    assert {s["parentId"] for s in tree["scenes"][1:]} == {first["id"]}
+    page = (await running.client.get(f"{KIDS}/stories", params={"q": "lantern"})).json()
+    assert page["total"] == 1 and page["items"][0]["id"] == story["id"]
+
+
+async def test_a_broken_answer_is_repaired_once_then_the_scene_fails_with_why(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer
+) -> None:
+    running = await live(env_for(ollama, openai, None), config=config())
+    ollama.script(Reply(text="Once upon a time..."), Reply(text=f"```json\n{scene_text('Fixed')}\n```"))
+    made = (await running.client.post(f"{KIDS}/stories", json={"premise": "a fox"})).json()
+    events = await follow(running, "kids", made["scene"]["id"])
+    assert events[-1][0] == "scene" and events[-1][1]["scene"]["title"] == "Fixed"
+    repair = ollama.requests_to("/api/chat")[-1].json()["messages"]
+    assert repair[-2] == {"role": "assistant", "content": "Once upon a time..."}
+    assert repair[-1]["content"].startswith("That answer cannot be used: it is not a JSON object")
+
+    ollama.script(Reply(text="nope"), Reply(text='{"title": "x"}'))
+    again = (await running.client.post(f"{KIDS}/stories", json={"premise": "a bear"})).json()
+    kind, failed = (await follow(running, "kids", again["scene"]["id"]))[-1]
+    assert kind == "error" and "answered twice without a usable scene" in failed["error"]
+    assert "narrative: Field required" in failed["error"] and failed["scene"]["state"] == "failed"
+    stored = (await running.client.get(f"{KIDS}/stories/{again['story']['id']}")).json()
+    assert stored["premise"] == "a bear"  # nothing the user wrote is lost
+    ollama.script(Reply(text=scene_text("Second try")))
+    retried = await running.client.post(f"{KIDS}/scenes/{again['scene']['id']}/retry")
+    assert retried.status_code == 200 and retried.json()["state"] == "writing"
+    assert (await follow(running, "kids", again["scene"]["id"]))[-1][1]["scene"]["title"] == "Second try"
+
+
+async def test_bad_input_and_other_tiers_are_refused(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer
+) -> None:
+    teens = TierConfig(name="Teens", image_models=("openai/gpt-image-1",), video=False)
+    running = await live(env_for(ollama, openai, None), config=config(teens=teens))
+    ollama.script(Reply(text=scene_text("Kids only")))
+    made = (await running.client.post(f"{KIDS}/stories", json={"premise": "a kids story"})).json()
+    scene_id, story_id = made["scene"]["id"], made["story"]["id"]
+    await follow(running, "kids", scene_id)
+
+    unknown = await running.client.get("/api/stories/pirates")
+    disabled = await running.client.get("/api/stories/nsfw")  # in the config, switched off
+    assert unknown.status_code == disabled.status_code == 404
+    assert unknown.json() == disabled.json()  # no hint that nsfw exists
+    for path in (  # the kids story and scene through another tier: as if they did not exist
+        f"/api/stories/teens/stories/{story_id}",
+        f"/api/stories/teens/scenes/{scene_id}",
+        f"/api/stories/teens/scenes/{scene_id}/events",
+        f"/teens/story/image/{scene_id}",
+        f"/teens/story/video/{scene_id}",
+    ):
+        answer = await running.client.get(path)
+        assert answer.status_code == 404, (path, answer.text)
+    for path in (f"/api/stories/teens/scenes/{scene_id}/choose", f"/teens/story/image/{scene_id}/retry"):
+        assert (await running.client.post(path, json={"choice": 0})).status_code == 404, path
+
+    cases: list[tuple[str, dict[str, Any], str, str]] = [
+        ("/api/stories/kids/stories", {"premise": "   "}, "premise", "empty"),
+        (
+            "/api/stories/teens/stories",
+            {"premise": "x", "image_model": "xai/grok-2-image"},
+            "image_model",
+            "openai/gpt-image-1",
+        ),
+        (
+            "/api/stories/teens/stories",
+            {"premise": "x", "video_mode": True},
+            "video_mode",
+            "does not allow video",
+        ),
+        ("/api/stories/kids/stories", {"premise": "x", "video_mode": True}, "video_mode", "none is usable"),
+        (f"/api/stories/kids/scenes/{scene_id}/choose", {"choice": 3}, "choice", "0 to 2"),
+        (f"/api/stories/kids/scenes/{scene_id}/choose", {}, "choice", "either"),
+    ]
+    for path, body, field, says in cases:
+        answer = await running.client.post(path, json=body)
+        assert 400 <= answer.status_code < 500 and answer.status_code != 404, (body, answer.text)
+        error = answer.json()
+        assert error.get("field") == field or field in error["message"], (body, error)
+        assert says in error["message"], (body, error)
+    tree = (await running.client.get(f"{KIDS}/stories/{story_id}")).json()
+    assert tree["sceneCount"] == 1  # nothing was added by the refused choices
+
+
+async def test_no_usable_image_model_points_to_onboarding(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    running = await live(engines(ollama, None), config=config())
+    answer = await running.client.post(f"{KIDS}/stories", json={"premise": "a fox"})
+    assert answer.status_code == 503, answer.text
+    assert "No image model is usable" in answer.json()["message"] and "onboarding" in answer.text
