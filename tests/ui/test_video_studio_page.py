@@ -1,7 +1,10 @@
 """The Video Studio page in the browser: a project created and reopened from the URL with its model
-still chosen, a prompt generated into a clip that shows live progress then its poster, the controls map,
-clips reordered, deleted and restored with the buttons and keys, and an export with its download link,
-through the real app and the fake Sora server."""
+still chosen (grouped by provider, priced, its health shown), the controls map as the API words it, the
+camera pad in step with the sliders, a prompt generated into a clip whose progress comes from its job's
+events then its poster, the seed redrawn after Generate unless locked (the lock kept per project), clips
+reordered, deleted and restored with the buttons and keys, and an export with its download link,
+through the real app and the fake Sora server. Frames, dragging, trimming and playback:
+test_video_studio_timeline.py."""
 
 from __future__ import annotations
 
@@ -47,14 +50,20 @@ async def test_a_project_keeps_its_model_and_generates_a_clip_with_progress_then
 
     sora_option = page.locator('#vs-model option[value="openai/sora-2"]')
     await expect(sora_option).to_contain_text("$")  # priced per second
+    await expect(page.locator('#vs-model optgroup[label^="openai"]')).to_have_count(1)  # by provider
+    await expect(sora_option).to_contain_text("ready")
     await page.get_by_label("Model", exact=True).select_option("openai/sora-2")
-    await expect(page.locator('.vs-how[data-control="camera"]')).to_have_text("via prompt")
+    await expect(page.locator('.vs-how[data-control="camera"]')).not_to_be_empty()
     await page.reload()
     await expect(page.get_by_label("Model", exact=True)).to_have_value("openai/sora-2")
     server = (await studio.client.get(f"{BASE}/{pid}")).json()
     assert server["nextShot"]["model"] == "openai/sora-2" and server["selectedModel"]["usable"] is True
-    await expect(page.locator('.vs-how[data-control="camera"]')).to_have_text("via prompt")
-    await expect(page.locator('.vs-how[data-control="tunes"]')).to_have_text("not used by this model")
+    # Each control's badge says what the API says, whatever the words.
+    for control, how in server["controls"].items():
+        badge = page.locator(f'.vs-how[data-control="{control}"]')
+        if await badge.count():
+            await expect(badge).to_have_text(how)
+            await expect(badge).to_have_attribute("data-how", how)
 
     # A refused value shows the server's message next to its field.
     await page.get_by_label("Duration (seconds)").fill("7")
@@ -64,24 +73,62 @@ async def test_a_project_keeps_its_model_and_generates_a_clip_with_progress_then
 
     await page.get_by_label("Prompt", exact=True).fill("a fox in the snow")
     await page.get_by_label("Pan x").fill("0.8")
-    await page.get_by_role("button", name="Random").click()  # the dice: a random seed, stored
-    await expect(page.get_by_label("Seed (-1: random)")).not_to_have_value("-1")
     await expect(page.locator("#vs-pan_x-out")).to_have_text("0.80")
-    sora.script(VideoReply(steps=30))  # long enough to see it running
+    pad = page.get_by_role("slider", name="Camera pan pad")  # the pad follows the sliders
+    await expect(pad).to_have_attribute("aria-valuetext", "pan x 0.80 right, pan y 0.00")
+    await pad.press("ArrowUp")  # and moves them: up is pan up
+    await expect(page.locator("#vs-pan_y-out")).to_have_text("0.05")
+    await expect(pad).to_have_attribute("aria-valuetext", "pan x 0.80 right, pan y 0.05 up")
+    seed_box = page.get_by_label("Seed (-1: random)")
+    async with page.expect_response(
+        lambda r: r.request.method == "PATCH" and "seed" in (r.request.post_data or "")
+    ):
+        await page.get_by_role("button", name="Random").click()  # the dice: a random seed, stored
+    await expect(seed_box).not_to_have_value("-1")
+    seed = await seed_box.input_value()
+    async with page.expect_response(
+        lambda r: r.request.method == "PATCH" and "loop" in (r.request.post_data or "")
+    ):
+        await page.locator("#vs-loop").check()
+    await expect(page.get_by_role("button", name="Lock seed")).to_have_attribute("aria-pressed", "false")
+
+    # Generate: the clip's progress comes from its job's events, then one reload brings its poster.
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+    sora.script(VideoReply(steps=60))  # long enough to see it running
     await page.get_by_role("button", name="Generate").click()
     clip = page.locator("#vs-timeline > li").first
     await expect(clip).to_be_visible()
     await expect(clip.get_by_role("progressbar", name="Progress of clip 1")).to_be_visible()
+    await expect(clip.locator(".vs-percent")).to_have_text(re.compile(r"^[1-9]\d? %$"))
+    await expect(seed_box).not_to_have_value(seed)  # unlocked: the next shot gets a new seed
     await expect(clip.locator(".vs-thumb img")).to_be_visible(timeout=15_000)  # the poster once complete
     await expect(clip.locator(".vs-state")).to_have_text("complete")
     await expect(clip.get_by_role("progressbar")).to_have_count(0)
+    await expect(clip.locator(".vs-loop")).to_have_text("loop")  # made with Loop on
     done = (await studio.client.get(f"{BASE}/{pid}")).json()
     assert done["clips"][0]["settings"]["prompt"] == "a fox in the snow"
-    assert done["clips"][0]["settings"]["camera"]["pan"]["x"] == 0.8 and sora.submissions == 1
-    seed = await page.get_by_label("Seed (-1: random)").input_value()
+    assert done["clips"][0]["settings"]["camera"]["pan"] == {"x": 0.8, "y": 0.05} and sora.submissions == 1
     assert done["clips"][0]["settings"]["seed"] == int(seed)
+    job_id = done["clips"][0]["jobId"]
+    assert any(r.endswith(f"/api/jobs/{job_id}/events") for r in requests), requests
+    polls = [r for r in requests if r == f"GET {studio.url}{BASE}/{pid}"]
+    assert len(polls) <= 3, polls  # after Generate and after the job's end, no polling
     await expect(clip.locator(".vs-thumb img")).to_have_attribute("src", done["clips"][0]["posterUrl"])
     await expect(page.locator("#vs-video")).to_have_attribute("src", done["clips"][0]["videoUrl"])
+
+    # Locked, the seed stays for the next Generate; the lock is kept for this project.
+    await page.get_by_role("button", name="Lock seed").click()
+    await page.reload()
+    lock = page.get_by_role("button", name="Lock seed")
+    await expect(lock).to_have_attribute("aria-pressed", "true")
+    kept = await seed_box.input_value()
+    await page.get_by_role("button", name="Generate").click()
+    await expect(page.locator("#vs-timeline > li")).to_have_count(2)
+    await expect(page.locator("#vs-timeline > li").nth(1).locator(".vs-state")).to_have_text("complete")
+    await expect(seed_box).to_have_value(kept)
+    second = (await studio.client.get(f"{BASE}/{pid}")).json()["clips"][1]
+    assert second["settings"]["seed"] == int(kept) and sora.submissions == 2
 
     assert await page.evaluate(UNLABELLED) == []
     await shot(page, "video-studio")
@@ -115,6 +162,7 @@ async def test_clips_reorder_delete_undo_and_export_to_a_download(page: Page, li
     await expect(items.nth(0).locator(".vs-thumb img")).to_be_visible()  # the upload's poster
     assert await page.evaluate(UNLABELLED) == []
 
+    await page.get_by_role("button", name="Select clip 1").click()  # its actions show below the track
     await page.get_by_role("button", name="Move clip 1 right").click()
     await expect(items.nth(0)).to_have_attribute("data-clip", b)
     assert await order() == [b, a]
@@ -134,8 +182,10 @@ async def test_clips_reorder_delete_undo_and_export_to_a_download(page: Page, li
     # Keyboard: select with the arrows, Delete removes the selected clip.
     await page.get_by_role("button", name="Select clip 1").click()
     await expect(items.nth(0)).to_have_class("vs-clip selected")
+    await expect(items.nth(0)).to_have_attribute("aria-current", "true")
     await page.keyboard.press("ArrowRight")
     await expect(items.nth(1)).to_have_class("vs-clip selected")
+    await expect(items.nth(0)).not_to_have_attribute("aria-current", "true")
     await page.keyboard.press("Delete")
     await expect(items).to_have_count(1)
     assert await order() == [a]
@@ -143,6 +193,7 @@ async def test_clips_reorder_delete_undo_and_export_to_a_download(page: Page, li
     await expect(items).to_have_count(2)
 
     # A trim is stored on the clip.
+    await page.get_by_role("button", name="Select clip 2").click()
     await page.get_by_label("Trim in (s) of clip 2").fill("0.5")
     await page.get_by_label("Trim in (s) of clip 2").press("Tab")
     await expect(items.nth(1).locator(".vs-clip-head")).to_contain_text("1.5 s")
@@ -169,15 +220,16 @@ async def test_a_failed_clip_is_retried_only_after_asking(
     await page.goto(f"{studio.url}/video-studio?project={pid}")
     await page.get_by_role("button", name="Generate").click()
     clip = page.locator("#vs-timeline > li").first
-    await expect(clip.locator(".vs-clip-error")).to_contain_text("The render farm melted.")
-    await clip.get_by_role("button", name="Retry clip 1").click()
+    panel = page.locator("#vs-clip-panel")  # the selected clip's details
+    await expect(panel.locator(".vs-clip-error")).to_contain_text("The render farm melted.")
+    await panel.get_by_role("button", name="Retry clip 1").click()
     dialog = page.locator("#vs-retry-dialog")
     await expect(dialog).to_be_visible()
     await expect(dialog).to_contain_text("billed")
     await dialog.get_by_role("button", name="Keep it as it is").click()
     await expect(dialog).to_be_hidden()
     assert sora.submissions == 1  # declining sends nothing
-    await clip.get_by_role("button", name="Retry clip 1").click()
+    await panel.get_by_role("button", name="Retry clip 1").click()
     await dialog.get_by_role("button", name="Submit again").click()
     await expect(clip.locator(".vs-state")).to_have_text("complete")
     await expect(clip.locator(".vs-thumb img")).to_be_visible()
