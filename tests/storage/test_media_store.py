@@ -22,6 +22,7 @@ from mmstudio.storage.db import session_factory
 from mmstudio.storage.media_files import MediaFiles
 from mmstudio.storage.media_repo import MediaRepository
 from tests.fakes.images import make_image
+from tests.fakes.videos import make_mp4
 
 
 def _store(engine: Any, root: Path, **config: Any) -> MediaStore:
@@ -182,6 +183,12 @@ async def test_gallery_pages_newest_first_and_filters(engine: Any, tmp_path: Pat
         a.id for a in (await store.list(limit=10, q="a_red")).items
     ] == []  # "_" is not "any one character"
     assert (await store.list(limit=10, tier="kids")).total == 0
+    # uploads are not generated images; a picker asks for them too (images only, not videos)
+    photo = await store.save_upload(make_image(40, 40), "me.png")
+    await store.save_upload(make_mp4(), "clip.mp4")
+    assert photo.id not in {a.id for a in (await store.list(limit=10)).items}
+    both = await store.list(limit=10, with_uploads=True)
+    assert both.total == len(made) + 1 and both.items[0].id == photo.id
 
 
 async def test_thumbnails_served_lately_come_from_memory(engine: Any, tmp_path: Path) -> None:

@@ -100,11 +100,17 @@ class MediaRepository:
         model: str | None = None,
         provider: str | None = None,
         q: str | None = None,
+        with_uploads: bool = False,
     ) -> MediaPage:
-        """Newest first; `q` matches words anywhere in the prompt, case-insensitively, each word."""
+        """Newest first; `q` matches words anywhere in the prompt, case-insensitively, each word.
+        `with_uploads`: uploaded images too (kind ``upload`` of an image type)."""
 
         def where(query: Select[Any]) -> Select[Any]:
-            query = query.where(MediaAssetRow.kind == kind)
+            if with_uploads:
+                uploaded = (MediaAssetRow.kind == "upload") & MediaAssetRow.mime.like("image/%")
+                query = query.where((MediaAssetRow.kind == kind) | uploaded)
+            else:
+                query = query.where(MediaAssetRow.kind == kind)
             query = query.where(MediaAssetRow.tier.is_(None) if tier is None else MediaAssetRow.tier == tier)
             if model:
                 query = query.where(MediaAssetRow.model_used == model)

@@ -211,12 +211,14 @@ async def image_models(studio: StudioDep) -> JSONResponse:
             {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
             {"name": "provider", "in": "query", "required": False, "schema": {"type": "string"}},
             {"name": "q", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "uploads", "in": "query", "required": False, "schema": {"type": "boolean"}},
         ]
     },
 )
 async def list_images(request: Request, studio: StudioDep) -> JSONResponse:
     """Stored images, newest first: `limit` (1 to 100, default 40), `offset`, and filters `model`,
-    `provider` and `q` (words in the prompt)."""
+    `provider` and `q` (words in the prompt); `uploads=true` lists uploaded images too (a frame or
+    reference picker)."""
     limit = int_param(request, "limit", 40)
     offset = int_param(request, "offset", 0)
     if not 1 <= limit <= 100:
@@ -230,6 +232,7 @@ async def list_images(request: Request, studio: StudioDep) -> JSONResponse:
         model=query.get("model") or None,
         provider=query.get("provider") or None,
         q=query.get("q") or None,
+        with_uploads=_flag(query.get("uploads"), "uploads"),
     )
     return JSONResponse(
         {
@@ -286,14 +289,20 @@ async def upload(request: Request, studio: StudioDep) -> JSONResponse:
 @router.get("/api/media/{asset_id}")
 async def media_bytes(asset_id: str, request: Request, studio: StudioDep) -> Response:
     """The image's bytes, with its content type and an ETag (its sha256)."""
-    asset = await _asset(studio, asset_id)
-    return await _file(request, f'"{asset.sha256}"', asset.mime, lambda: studio.media.read_path(asset))
+    return await asset_bytes(request, studio, await _asset(studio, asset_id))
 
 
 @router.get("/api/media/{asset_id}/thumb")
 async def media_thumb(asset_id: str, request: Request, studio: StudioDep) -> Response:
     """A WebP thumbnail (made once, then served from memory or the media store)."""
-    asset = await _asset(studio, asset_id)
+    return await asset_thumb(request, studio, await _asset(studio, asset_id))
+
+
+async def asset_bytes(request: Request, studio: Any, asset: MediaAsset) -> Response:
+    return await _file(request, f'"{asset.sha256}"', asset.mime, lambda: studio.media.read_path(asset))
+
+
+async def asset_thumb(request: Request, studio: Any, asset: MediaAsset) -> Response:
     etag = f'"thumb-{asset.sha256}"'
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
     if request.headers.get("if-none-match") == etag:
@@ -309,11 +318,24 @@ async def _file(request: Request, etag: str, mime: str, path: Callable[[], Await
     return FileResponse(await path(), media_type=mime, headers=headers)
 
 
-async def _asset(studio: Any, asset_id: str) -> MediaAsset:
+def _flag(value: str | None, name: str) -> bool:
+    if value is None or value.lower() in ("", "false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise InvalidRequest(f"{name} must be true or false, got {value!r}", field=name)
+
+
+async def _asset(studio: Any, asset_id: str, tier: str | None = None) -> MediaAsset:
+    """The asset, when it belongs to `tier` (None: the studio's own media, not a story tier's):
+    another tier's media is not found, as if it did not exist."""
     asset: MediaAsset | None = await studio.media.get(asset_id)
-    if asset is None:
+    if asset is None or asset.tier != tier:
         raise NotFound(f"no media {asset_id!r}")
     return asset
+
+
+tier_asset = _asset
 
 
 async def _image(studio: Any, asset_id: str) -> MediaAsset:

@@ -52,6 +52,7 @@ class MediaRows(Protocol):
         model: str | None = None,
         provider: str | None = None,
         q: str | None = None,
+        with_uploads: bool = False,
     ) -> MediaPage: ...
     async def delete(self, asset_id: str) -> MediaAsset | None: ...
     async def sha_in_use(self, sha256: str) -> bool: ...
@@ -347,9 +348,18 @@ class MediaStore:
         provider: str | None = None,
         q: str | None = None,
         tier: str | None = None,
+        with_uploads: bool = False,
     ) -> MediaPage:
+        """Generated images, newest first (`with_uploads`: uploaded images too)."""
         return await self.rows.list(
-            kind="image", limit=limit, offset=offset, tier=tier, model=model, provider=provider, q=q
+            kind="image",
+            limit=limit,
+            offset=offset,
+            tier=tier,
+            model=model,
+            provider=provider,
+            q=q,
+            with_uploads=with_uploads,
         )
 
     # -- deleting --------------------------------------------------------------------------------

@@ -493,7 +493,7 @@
     status.textContent = "Loading images…";
     more.disabled = true;
     try {
-      const body = await mm.apiJson("/api/images?limit=" + GALLERY_PAGE + "&offset=" + gallery.offset);
+      const body = await mm.apiJson("/api/images?uploads=true&limit=" + GALLERY_PAGE + "&offset=" + gallery.offset);
       const current = project && (gallery.field === "end_frame" ? project.nextShot.endFrame : project.nextShot.startFrame);
       const made = body.items.map((item, i) => {
         const n = gallery.offset + i + 1;
