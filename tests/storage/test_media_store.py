@@ -213,7 +213,6 @@ async def _chunks(data: bytes, size: int = 1000) -> Any:
 
 
 async def test_a_video_is_streamed_in_checked_and_gets_a_poster(engine: Any, tmp_path: Path) -> None:
-    from tests.fakes.videos import make_mp4
 
     store = _store(engine, tmp_path / "media")
     await store.prepare()
@@ -237,7 +236,6 @@ async def test_a_video_is_streamed_in_checked_and_gets_a_poster(engine: Any, tmp
 
 @pytest.mark.parametrize("cut", ["half", "garbage", "empty"])
 async def test_a_broken_video_download_leaves_nothing_behind(engine: Any, tmp_path: Path, cut: str) -> None:
-    from tests.fakes.videos import make_mp4
 
     store = _store(engine, tmp_path / "media")
     await store.prepare()
