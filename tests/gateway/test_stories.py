@@ -88,7 +88,7 @@ async def follow(
 async def test_a_story_is_written_illustrated_animated_and_branched(
     live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer, grok: FakeXAIVideoServer
 ) -> None:
-    running = await live(env_for(ollama, openai, grok), config=config())
+    running = await live(env_for(ollama, openai, grok), config=config(teens=TierConfig(name="Teens")))
     info = (await running.client.get(KIDS)).json()
     assert info["name"] == "Kids" and info["videoAllowed"] and info["videoAvailable"]
     assert "openai/gpt-image-1" in info["imageModels"] and "xai/grok-imagine-video" in info["videoModels"]
@@ -132,11 +132,19 @@ async def test_a_story_is_written_illustrated_animated_and_branched(
     (body,) = openai.generation_bodies()
     assert body["prompt"].startswith("The Lantern, a girl with a lantern") and body["moderation"] == "auto"
     image = (await running.client.get(f"/kids/story/image/{first['id']}")).json()
-    assert image["status"] == "complete" and image["url"].startswith("/api/media/")
+    assert image["status"] == "complete" and image["url"].startswith("/api/stories/kids/media/")
+    picture = await running.client.get(image["url"])
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    elsewhere = image["url"].replace("/api/stories/kids/media/", "/api/media/")
+    assert (await running.client.get(elsewhere)).status_code == 404  # a tier's media: only under it
+    other_tier = image["url"].replace("/kids/", "/teens/")
+    assert (await running.client.get(other_tier)).status_code == 404
+    assert (await running.client.get(f"{other_tier}/thumb")).status_code == 404
     video_job = written["scene"]["videoJobId"]
     assert (await wait_done(running, video_job))["job"]["state"] == "complete"
     video = (await running.client.get(f"/kids/story/video/{first['id']}")).json()
-    assert video == {"status": "complete", "url": video["url"]} and video["url"].startswith("/api/media/")
+    assert video == {"status": "complete", "url": video["url"]}
+    assert (await running.client.get(video["url"])).headers["content-type"] == "video/mp4"
     (sent,) = grok.generation_bodies()
     assert sent["image"]["url"].startswith("data:image/")  # animated from the scene's image
 

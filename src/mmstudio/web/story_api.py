@@ -20,6 +20,7 @@ from mmstudio.domain.story.types import STORY_SORTS, Scene, Story, StoryTree
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
+from mmstudio.web.images_api import asset_bytes, asset_thumb, tier_asset
 from mmstudio.web.sse import sse_event, sse_response, with_keepalive
 
 router = APIRouter(tags=["stories"])
@@ -56,7 +57,9 @@ def story_json(story: Story) -> dict[str, Any]:
         "videoMode": story.video_mode,
         "hasVideo": story.has_video,
         "sceneCount": story.scene_count,
-        "coverUrl": f"/api/media/{story.cover_asset_id}/thumb" if story.cover_asset_id else None,
+        "coverUrl": f"/api/stories/{story.tier}/media/{story.cover_asset_id}/thumb"
+        if story.cover_asset_id
+        else None,
         "currentSceneId": story.current_scene_id,
         "createdAt": story.created_at.isoformat(),
         "updatedAt": story.updated_at.isoformat(),
@@ -238,3 +241,19 @@ async def scene_video(tier: str, scene_id: str, studio: StudioDep) -> JSONRespon
 async def retry_scene_video(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse:
     """Make the scene's video again (its image first, when that failed)."""
     return JSONResponse(media_json(await studio.stories.retry_media(tier, scene_id, "video")))
+
+
+# -- the tier's media --------------------------------------------------------------------------------
+
+
+@router.get("/api/stories/{tier}/media/{asset_id}")
+async def tier_media(tier: str, asset_id: str, request: Request, studio: StudioDep) -> Response:
+    """A scene's image or video, a character's photo: only under its own tier."""
+    studio.stories.tiers.get(tier)
+    return await asset_bytes(request, studio, await tier_asset(studio, asset_id, tier))
+
+
+@router.get("/api/stories/{tier}/media/{asset_id}/thumb")
+async def tier_media_thumb(tier: str, asset_id: str, request: Request, studio: StudioDep) -> Response:
+    studio.stories.tiers.get(tier)
+    return await asset_thumb(request, studio, await tier_asset(studio, asset_id, tier))

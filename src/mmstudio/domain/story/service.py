@@ -504,6 +504,7 @@ class StoryService:
             model=story.video_model,
             after_job=image_job_id,
             fallbacks=not tier.video_models,
+            tier=story.tier,
         )
         job, _ = await self.videos.create(order)
         return job
@@ -534,7 +535,7 @@ class StoryService:
         except NotFound:
             return MediaState("failed", error=f"the {kind} file is missing from the media store")
         await self._record(tier_name, scene, kind, asset.id)
-        return MediaState("complete", url=f"/api/media/{asset.id}")
+        return MediaState("complete", url=f"/api/stories/{tier_name}/media/{asset.id}")
 
     async def _record(self, tier_name: str, scene: Scene, kind: str, asset_id: str) -> None:
         key = "image_asset_id" if kind == "image" else "video_asset_id"

@@ -307,6 +307,7 @@ class VideoJobHandler:
                     attempts=tuple(attempts),
                     cost_usd=cost,
                     parent_id=start if isinstance(start, str) else None,
+                    tier=spec.get("tier") if isinstance(spec.get("tier"), str) else None,
                 )
             except ResultExpired:
                 raise

@@ -30,6 +30,7 @@ class VideoOrder:
     end_image: str | None = None
     camera: CameraMove | None = None  # for a model with camera moves; others get the camera in words
     after_job: str | None = None  # wait for this job (e.g. the still image) before starting
+    tier: str | None = None  # a story tier: the video belongs to it (served only under the tier)
     fallbacks: bool = True
     idempotency_key: str | None = None
 
@@ -91,6 +92,7 @@ class VideoService:
             "negative_prompt": order.negative_prompt,
             "start_image": order.start_image,
             "end_image": order.end_image,
+            "tier": order.tier,
             "camera": {"move": order.camera.move, "strength": order.camera.strength}
             if order.camera
             else None,
