@@ -15,8 +15,17 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmstudio.domain.story.service import MAX_CHOICE, MAX_PREMISE, MediaState, SceneEvent, StoryStart
-from mmstudio.domain.story.types import STORY_SORTS, Scene, Story, StoryTree
+from mmstudio.domain.story.service import (
+    MAX_CHOICE,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_PHOTOS,
+    MAX_PREMISE,
+    MediaState,
+    SceneEvent,
+    StoryStart,
+)
+from mmstudio.domain.story.types import STORY_SORTS, Character, Scene, Story, StoryTree
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
 from mmstudio.web.deps import StudioDep
@@ -42,6 +51,40 @@ class ChoiceIn(BaseModel):
 
     choice: int | None = Field(default=None, ge=0, le=3, description="the index of one of the choices")
     text: str | None = Field(default=None, min_length=1, max_length=MAX_CHOICE, description="your own")
+
+
+class CharacterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    photo_ids: list[str] = Field(default_factory=list, max_length=MAX_PHOTOS, description="uploaded photos")
+
+
+class CharacterPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    photo_ids: list[str] | None = Field(default=None, max_length=MAX_PHOTOS)
+
+
+def character_json(character: Character) -> dict[str, Any]:
+    return {
+        "id": character.id,
+        "name": character.name,
+        "description": character.description,
+        "photos": [
+            {
+                "id": p,
+                "url": f"/api/stories/{character.tier}/media/{p}",
+                "thumbUrl": f"/api/stories/{character.tier}/media/{p}/thumb",
+            }
+            for p in character.photo_ids
+        ],
+        "createdAt": character.created_at.isoformat(),
+        "updatedAt": character.updated_at.isoformat(),
+    }
 
 
 def story_json(story: Story) -> dict[str, Any]:
@@ -257,3 +300,62 @@ async def tier_media(tier: str, asset_id: str, request: Request, studio: StudioD
 async def tier_media_thumb(tier: str, asset_id: str, request: Request, studio: StudioDep) -> Response:
     studio.stories.tiers.get(tier)
     return await asset_thumb(request, studio, await tier_asset(studio, asset_id, tier))
+
+
+# -- characters (memory mode) ------------------------------------------------------------------------
+
+
+@router.post("/api/stories/{tier}/photos", status_code=201)
+async def upload_photo(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """A character's reference photo (multipart field `file`), checked and cleaned like every upload."""
+    studio.stories.tiers.get(tier)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest(
+            "send the photo as multipart/form-data, in a file field named 'file'", field="file"
+        )
+    async with request.form(max_files=1, max_fields=4) as form:
+        item = form.get("file")
+        if item is None or isinstance(item, str):
+            raise InvalidRequest("send the photo as a multipart file field named 'file'", field="file")
+        data, filename = await item.read(), item.filename or "photo"
+    asset = await studio.stories.upload_photo(tier, data, filename)
+    url = f"/api/stories/{tier}/media/{asset.id}"
+    return JSONResponse({"id": asset.id, "url": url, "thumbUrl": f"{url}/thumb"}, status_code=201)
+
+
+@router.get("/api/stories/{tier}/characters")
+async def list_characters(tier: str, studio: StudioDep) -> JSONResponse:
+    return JSONResponse({"items": [character_json(c) for c in await studio.stories.characters(tier)]})
+
+
+@router.post(
+    "/api/stories/{tier}/characters",
+    status_code=201,
+    response_model=None,
+    openapi_extra=body_schema(CharacterIn),
+)
+async def create_character(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """A character of the tier: in memory mode its description goes to every scene's text request and
+    its photos to every image request (of a model that takes reference images)."""
+    body = await parse_body(request, CharacterIn)
+    made = await studio.stories.create_character(
+        tier, name=body.name, description=body.description, photo_ids=body.photo_ids
+    )
+    return JSONResponse(character_json(made), status_code=201)
+
+
+@router.patch(
+    "/api/stories/{tier}/characters/{character_id}",
+    response_model=None,
+    openapi_extra=body_schema(CharacterPatch),
+)
+async def update_character(tier: str, character_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    body = await parse_body(request, CharacterPatch)
+    changes = body.model_dump(exclude_unset=True)
+    return JSONResponse(character_json(await studio.stories.update_character(tier, character_id, changes)))
+
+
+@router.delete("/api/stories/{tier}/characters/{character_id}", status_code=204, response_class=Response)
+async def delete_character(tier: str, character_id: str, studio: StudioDep) -> Response:
+    await studio.stories.delete_character(tier, character_id)
+    return Response(status_code=204)

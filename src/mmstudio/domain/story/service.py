@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_PREMISE = 4000
 MAX_CHOICE = 300
+MAX_NAME, MAX_DESCRIPTION, MAX_PHOTOS = 80, 2000, 8
 INTERRUPTED = "writing stopped when the studio restarted; retry to write this scene"
 NO_IMAGE_MODEL = (
     "No image model is usable for stories: set OPENAI_API_KEY (GPT Image), XAI_API_KEY (Grok Imagine) or "
@@ -72,12 +73,21 @@ class StoryStore(Protocol):
     async def get_scene(self, tier: str, scene_id: str) -> Scene | None: ...
     async def tree(self, tier: str, story_id: str) -> StoryTree | None: ...
     async def list_characters(self, tier: str) -> list[Character]: ...
+    async def create_character(
+        self, tier: str, *, name: str, description: str, photo_ids: Sequence[str]
+    ) -> Character: ...
+    async def get_character(self, tier: str, character_id: str) -> Character | None: ...
+    async def update_character(
+        self, tier: str, character_id: str, fields: Mapping[str, Any]
+    ) -> Character: ...
+    async def delete_character(self, tier: str, character_id: str) -> list[str]: ...
     async def fail_unfinished(self, error: str) -> int: ...
 
 
 class Media(Protocol):
     async def get(self, asset_id: str) -> MediaAsset | None: ...
     async def read_path(self, asset: MediaAsset) -> Any: ...
+    async def save_upload(self, data: bytes, filename: str, *, tier: str | None = None) -> MediaAsset: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +337,76 @@ class StoryService:
     ) -> StoryPage:
         self.tiers.get(tier_name)
         return await self.store.list_stories(tier_name, q=q, sort=sort, limit=limit, offset=offset)
+
+    # -- characters (memory mode) ------------------------------------------------------------------
+
+    async def upload_photo(self, tier_name: str, data: bytes, filename: str) -> MediaAsset:
+        """A reference photo, checked and cleaned like every upload, kept in the tier."""
+        self.tiers.get(tier_name)
+        asset = await self.assets.save_upload(data, filename, tier=tier_name)
+        if not asset.mime.startswith("image/"):
+            raise InvalidRequest(f"a reference photo must be an image, not {asset.mime}", field="file")
+        return asset
+
+    async def characters(self, tier_name: str) -> list[Character]:
+        self.tiers.get(tier_name)
+        return await self.store.list_characters(tier_name)
+
+    async def create_character(
+        self, tier_name: str, *, name: str, description: str, photo_ids: Sequence[str] = ()
+    ) -> Character:
+        self.tiers.get(tier_name)
+        checked = await self._character_fields(
+            tier_name, {"name": name, "description": description, "photo_ids": photo_ids}
+        )
+        return await self.store.create_character(tier_name, **checked)
+
+    async def update_character(
+        self, tier_name: str, character_id: str, changes: Mapping[str, Any]
+    ) -> Character:
+        self.tiers.get(tier_name)
+        if await self.store.get_character(tier_name, character_id) is None:
+            raise NotFound("no such character")
+        return await self.store.update_character(
+            tier_name, character_id, await self._character_fields(tier_name, changes)
+        )
+
+    async def delete_character(self, tier_name: str, character_id: str) -> None:
+        self.tiers.get(tier_name)
+        if await self.store.get_character(tier_name, character_id) is None:
+            raise NotFound("no such character")
+        await self.store.delete_character(tier_name, character_id)
+
+    async def _character_fields(self, tier_name: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        checked: dict[str, Any] = {}
+        if "name" in fields:
+            name = fields["name"].strip() if isinstance(fields["name"], str) else ""
+            if not name or len(name) > MAX_NAME:
+                raise InvalidRequest(f"name must be 1 to {MAX_NAME} characters", field="name")
+            checked["name"] = name
+        if "description" in fields:
+            text = fields["description"]
+            if not isinstance(text, str) or len(text) > MAX_DESCRIPTION:
+                raise InvalidRequest(
+                    f"description must be text of at most {MAX_DESCRIPTION} characters", field="description"
+                )
+            checked["description"] = text.strip()
+        if "photo_ids" in fields:
+            ids = list(fields["photo_ids"] or ())
+            if len(ids) > MAX_PHOTOS:
+                raise InvalidRequest(
+                    f"at most {MAX_PHOTOS} reference photos per character", field="photo_ids"
+                )
+            for photo_id in ids:
+                asset = await self.assets.get(photo_id) if isinstance(photo_id, str) else None
+                if asset is None or asset.tier != tier_name or not asset.mime.startswith("image/"):
+                    raise InvalidRequest(
+                        f"photo_ids: no photo {photo_id!r} in this tier "
+                        f"(upload it to /api/stories/{tier_name}/photos)",
+                        field="photo_ids",
+                    )
+            checked["photo_ids"] = tuple(dict.fromkeys(ids))
+        return checked
 
     # -- writing -----------------------------------------------------------------------------------
 
