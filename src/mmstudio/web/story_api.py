@@ -8,6 +8,8 @@ plain words: nothing confirms it exists.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmstudio import __version__
+from mmstudio.domain.story.exchange import model_name
 from mmstudio.domain.story.service import (
     MAX_CHOICE,
     MAX_DESCRIPTION,
@@ -31,6 +35,7 @@ from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_b
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.images_api import asset_bytes, asset_thumb, tier_asset
 from mmstudio.web.sse import sse_event, sse_response, with_keepalive
+from mmstudio.web.ui.templating import templates
 
 router = APIRouter(tags=["stories"])
 
@@ -87,8 +92,9 @@ def character_json(character: Character) -> dict[str, Any]:
     }
 
 
-def story_json(story: Story) -> dict[str, Any]:
+def story_json(story: Story, names: dict[str, str] | None = None) -> dict[str, Any]:
     return {
+        **({"modelNames": names} if names is not None else {}),
         "id": story.id,
         "tier": story.tier,
         "title": story.title,
@@ -129,8 +135,8 @@ def scene_json(scene: Scene) -> dict[str, Any]:
     }
 
 
-def tree_json(tree: StoryTree) -> dict[str, Any]:
-    return {**story_json(tree.story), "scenes": [scene_json(s) for s in tree.scenes]}
+def tree_json(tree: StoryTree, names: dict[str, str] | None = None) -> dict[str, Any]:
+    return {**story_json(tree.story, names), "scenes": [scene_json(s) for s in tree.scenes]}
 
 
 def media_json(state: MediaState) -> dict[str, Any]:
@@ -209,15 +215,22 @@ async def gallery(tier: str, request: Request, studio: StudioDep) -> JSONRespons
         raise InvalidRequest(f"sort must be one of {', '.join(STORY_SORTS)}", field="sort")
     q = (request.query_params.get("q") or "").strip()[:200] or None
     page = await studio.stories.gallery(tier, q=q, sort=sort, limit=limit, offset=offset)
+    known = _known(studio)
     return JSONResponse(
-        {"items": [story_json(s) for s in page.items], "total": page.total, "limit": limit, "offset": offset}
+        {
+            "items": [story_json(s, _names(studio, s, known)) for s in page.items],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+        }
     )
 
 
 @router.get("/api/stories/{tier}/stories/{story_id}")
 async def get_story(tier: str, story_id: str, studio: StudioDep) -> JSONResponse:
     """The story and every scene of every branch, parents before children."""
-    return JSONResponse(tree_json(await studio.stories.get(tier, story_id)))
+    tree = await studio.stories.get(tier, story_id)
+    return JSONResponse(tree_json(tree, _names(studio, tree.story)))
 
 
 @router.get("/api/stories/{tier}/scenes/{scene_id}")
@@ -359,3 +372,87 @@ async def update_character(tier: str, character_id: str, request: Request, studi
 async def delete_character(tier: str, character_id: str, studio: StudioDep) -> Response:
     await studio.stories.delete_character(tier, character_id)
     return Response(status_code=204)
+
+
+# -- the gallery: delete, export, import -----------------------------------------------------------
+
+
+@router.delete("/api/stories/{tier}/stories/{story_id}")
+async def delete_story(tier: str, story_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """Delete a story (the page asks first). `?media=delete` also deletes its pictures and videos that
+    nothing else uses; by default every file is kept."""
+    media = request.query_params.get("media", "keep")
+    if media not in ("keep", "delete"):
+        raise InvalidRequest("media must be keep (the default) or delete", field="media")
+    deleted = await studio.stories.delete(tier, story_id, delete_media=media == "delete")
+    return JSONResponse({"deleted": story_id, "mediaDeleted": deleted})
+
+
+@router.get("/api/stories/{tier}/stories/{story_id}/export.json")
+async def export_json(tier: str, story_id: str, studio: StudioDep) -> Response:
+    """The story as a file to keep or import again: every branch, pictures and videos inside."""
+    data = await studio.stories.export(tier, story_id)
+    body = json.dumps(data, ensure_ascii=False, indent=1)
+    return Response(body, media_type="application/json", headers=_download(data, "json"))
+
+
+@router.get("/api/stories/{tier}/stories/{story_id}/export.html")
+async def export_html(tier: str, story_id: str, studio: StudioDep) -> Response:
+    """The story as one self-contained web page (pictures and videos inside) to read anywhere."""
+    data = await studio.stories.export(tier, story_id)
+    tree = await studio.stories.get(tier, story_id)
+    by_id = {s["id"]: s for s in data["scenes"]}
+    depth = {s.id: s.depth for s in tree.scenes}
+    children: dict[str | None, int] = {}
+    for scene in data["scenes"]:
+        children[scene["parent"]] = children.get(scene["parent"], 0) + 1
+    scenes = [
+        {
+            **s,
+            "depth": depth.get(s["id"], 0),
+            "branch": children.get(s["parent"], 0) > 1,
+            "image": s["image_url"],
+            "video": s["video_url"],
+            "paragraphs": [p for p in s["text"].split("\n") if p.strip()],
+        }
+        for s in by_id.values()
+    ]
+    names = _names(studio, tree.story)
+    html = (
+        templates()
+        .get_template("export_story.html")
+        .render(story=tree.story, scenes=scenes, names=names, version=__version__)
+    )
+    return Response(html, media_type="text/html; charset=utf-8", headers=_download(data, "html"))
+
+
+@router.post("/api/stories/{tier}/import", status_code=201)
+async def import_story(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """A story file (the seed's older format, or an export) into the tier's gallery."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the story file is not valid JSON: {exc}", field="body") from None
+    story = await studio.stories.import_story(tier, data)
+    return JSONResponse(story_json(story, _names(studio, story)), status_code=201)
+
+
+def _download(data: dict[str, Any], extension: str) -> dict[str, str]:
+    slug = re.sub(r"[^a-z0-9]+", "-", (data.get("title") or "story").lower()).strip("-") or "story"
+    return {"Content-Disposition": f'attachment; filename="{slug[:60]}.{extension}"'}
+
+
+def _known(studio: Any) -> dict[str, str]:
+    known = {v.entry.id: v.entry.display_name for v in studio.registry.views()}
+    return known | {e.id: e.display_name for e in studio.stories.video_models.entries.values()}
+
+
+def _names(studio: Any, story: Story, known: dict[str, str] | None = None) -> dict[str, str]:
+    """The story's models as people know them ("GPT Image 1", "Grok Imagine", "DALL-E")."""
+    known = known if known is not None else _known(studio)
+    return {
+        "text": model_name(story.text_model, known) if story.text_model else "the default model",
+        "image": model_name(story.image_model, known),
+        "video": model_name(story.video_model, known) if story.video_model else "",
+    }

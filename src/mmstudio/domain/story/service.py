@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from mmstudio.config import TierConfig
@@ -24,7 +25,7 @@ from mmstudio.domain.media.images import ImageOrder
 from mmstudio.domain.media.types import MediaAsset
 from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import RouteInfo, RouteOptions, Router
-from mmstudio.domain.story import writing
+from mmstudio.domain.story import exchange, writing
 from mmstudio.domain.story.tiers import Tiers, check_allowed
 from mmstudio.domain.story.types import Character, Scene, Story, StoryPage, StoryTree
 from mmstudio.domain.video.models import NEVER_DEFAULT, NO_VIDEO_MODEL, VideoModels
@@ -60,6 +61,8 @@ class StoryStore(Protocol):
         memory_mode: bool,
         video_mode: bool,
         saved: bool = False,
+        legacy_format: int | None = None,
+        created_at: datetime | None = None,
     ) -> Story: ...
     async def get_story(self, tier: str, story_id: str) -> Story | None: ...
     async def update_story(self, tier: str, story_id: str, fields: Mapping[str, Any]) -> Story: ...
@@ -82,12 +85,16 @@ class StoryStore(Protocol):
     ) -> Character: ...
     async def delete_character(self, tier: str, character_id: str) -> list[str]: ...
     async def fail_unfinished(self, error: str) -> int: ...
+    async def delete_story(self, tier: str, story_id: str) -> list[str]: ...
+    async def media_in_use(self, asset_ids: Iterable[str]) -> set[str]: ...
 
 
 class Media(Protocol):
     async def get(self, asset_id: str) -> MediaAsset | None: ...
     async def read_path(self, asset: MediaAsset) -> Any: ...
     async def save_upload(self, data: bytes, filename: str, *, tier: str | None = None) -> MediaAsset: ...
+    async def read_bytes(self, asset: MediaAsset) -> bytes: ...
+    async def delete(self, asset_id: str) -> MediaAsset: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,6 +602,12 @@ class StoryService:
         self.tiers.get(tier_name)
         scene = await self._scene(tier_name, scene_id)
         job_id = scene.image_job_id if kind == "image" else scene.video_job_id
+        kept = scene.image_asset_id if kind == "image" else scene.video_asset_id
+        if kept is not None and (job_id is None or await self._present(kept)):
+            # recorded (or imported): it is there, or it failed because its file is gone
+            if await self._present(kept):
+                return MediaState("complete", url=f"/api/stories/{tier_name}/media/{kept}")
+            return MediaState("failed", error=f"the {kind} file is missing from the media store")
         if job_id is None:
             return MediaState("none")
         try:
@@ -616,6 +629,16 @@ class StoryService:
             return MediaState("failed", error=f"the {kind} file is missing from the media store")
         await self._record(tier_name, scene, kind, asset.id)
         return MediaState("complete", url=f"/api/stories/{tier_name}/media/{asset.id}")
+
+    async def _present(self, asset_id: str) -> bool:
+        asset = await self.assets.get(asset_id)
+        if asset is None:
+            return False
+        try:
+            await self.assets.read_path(asset)
+        except NotFound:
+            return False
+        return True
 
     async def _record(self, tier_name: str, scene: Scene, kind: str, asset_id: str) -> None:
         key = "image_asset_id" if kind == "image" else "video_asset_id"
@@ -663,6 +686,102 @@ class StoryService:
             fields["video_asset_id"] = None
         await self.store.update_scene(tier_name, scene.id, fields)
         return await self.media_state(tier_name, scene_id, "image")
+
+    # -- the gallery: delete, export, import -----------------------------------------------------------
+
+    async def delete(self, tier_name: str, story_id: str, *, delete_media: bool = False) -> list[str]:
+        """Delete a story and its scenes. With `delete_media`, also its pictures and videos that
+        nothing else uses (another story, a character); the default keeps every file. Returns the
+        media ids deleted."""
+        self.tiers.get(tier_name)
+        if await self.store.get_story(tier_name, story_id) is None:
+            raise NotFound("no such story")
+        referenced = await self.store.delete_story(tier_name, story_id)
+        if not delete_media or not referenced:
+            return []
+        still_used = await self.store.media_in_use(referenced)
+        deleted = []
+        for asset_id in referenced:
+            if asset_id in still_used:
+                continue
+            with contextlib.suppress(NotFound):
+                await self.assets.delete(asset_id)
+                deleted.append(asset_id)
+        return deleted
+
+    async def export(self, tier_name: str, story_id: str) -> dict[str, Any]:
+        """The story as a file of the current format, its pictures and videos inside (data: URIs)."""
+        tree = await self.get(tier_name, story_id)
+        for scene in tree.scenes:  # a finished image or video not yet recorded on its scene
+            if scene.state == "written":
+                await self.media_state(tier_name, scene.id, "image")
+                if scene.video_job_id:
+                    await self.media_state(tier_name, scene.id, "video")
+        tree = await self.get(tier_name, story_id)
+        media: dict[str, tuple[str, bytes]] = {}
+        for scene in tree.scenes:
+            for asset_id in (scene.image_asset_id, scene.video_asset_id):
+                asset = await self.assets.get(asset_id) if asset_id else None
+                if asset is not None and asset_id is not None and await self._present(asset_id):
+                    media[asset_id] = (asset.mime, await self.assets.read_bytes(asset))
+        return exchange.export(tree, media)
+
+    async def import_story(self, tier_name: str, data: object) -> Story:
+        """A story file (the seed's older format or the current one) into the tier's gallery, its
+        pictures and videos stored in the tier."""
+        self.tiers.get(tier_name)
+        parsed = exchange.parse(data)
+        story = await self.store.create_story(
+            tier_name,
+            premise=parsed.premise,
+            title=parsed.title,
+            text_model=parsed.text_model,
+            image_model=parsed.image_model,
+            video_model=parsed.video_model,
+            memory_mode=parsed.memory_mode,
+            video_mode=parsed.video_mode,
+            saved=True,
+            legacy_format=parsed.format if parsed.format < exchange.FORMAT else None,
+            created_at=parsed.created_at,
+        )
+        try:
+            return await self._fill(tier_name, story, parsed)
+        except BaseException:  # nothing half-imported: the story and the files stored so far go
+            with contextlib.suppress(Exception):
+                for asset_id in await self.store.delete_story(tier_name, story.id):
+                    with contextlib.suppress(NotFound):
+                        await self.assets.delete(asset_id)
+            raise
+
+    async def _fill(self, tier_name: str, story: Story, parsed: exchange.ImportedStory) -> Story:
+        ids: dict[str, str] = {}
+        last: Scene | None = None
+        for item in parsed.scenes:
+            scene = await self.store.add_scene(
+                tier_name, story.id, parent_id=ids[item.parent] if item.parent else None, choice=item.choice
+            )
+            ids[item.key] = scene.id
+            fields: dict[str, Any] = {
+                "title": item.title,
+                "narrative": item.narrative,
+                "image_prompt": item.image_prompt,
+                "choices": list(item.choices),
+                "state": "written",
+            }
+            for kind, media in (("image", item.image), ("video", item.video)):
+                if media is not None:
+                    extension = media[0].split("/", 1)[1]
+                    asset = await self.assets.save_upload(media[1], f"{item.key}.{extension}", tier=tier_name)
+                    fields[f"{kind}_asset_id"] = asset.id
+            last = await self.store.update_scene(tier_name, scene.id, fields)
+        first = parsed.scenes[0]
+        changes: dict[str, Any] = {"current_scene_id": last.id if last else None}
+        first_scene = await self.store.get_scene(tier_name, ids[first.key])
+        if first_scene is not None and first_scene.image_asset_id:
+            changes["cover_asset_id"] = first_scene.image_asset_id
+        if any(s.video is not None for s in parsed.scenes):
+            changes["has_video"] = True
+        return await self.store.update_story(tier_name, story.id, changes)
 
     async def recover(self) -> int:
         """Scenes a stopped process left ``writing`` end ``failed``, with a retry (call at start-up)."""
