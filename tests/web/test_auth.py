@@ -116,10 +116,12 @@ async def test_first_key_bootstraps_admin_and_admin_routes(open_client: Open) ->
             "admin",
             "rpm",
             "tpm",
+            "tiers",
             "created_at",
             "revoked_at",
             "key",
         }
+        assert admin["tiers"] is None  # not scoped to story tiers
         admin_key = admin["key"]
 
         # Auth is now on.

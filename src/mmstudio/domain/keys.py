@@ -46,6 +46,7 @@ class Principal:
     name: str
     admin: bool
     limit: RateLimit | None = None
+    tiers: tuple[str, ...] | None = None  # scoped to these story tiers only (None: not scoped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class GatewayKey:
     tpm: int | None
     created_at: datetime
     revoked_at: datetime | None = None
+    tiers: tuple[str, ...] | None = None
 
     @property
     def active(self) -> bool:
@@ -67,14 +69,22 @@ class GatewayKey:
 
     def principal(self) -> Principal:
         limit = RateLimit(rpm=self.rpm, tpm=self.tpm) if self.rpm or self.tpm else None
-        return Principal(key_id=self.id, name=self.name, admin=self.admin, limit=limit)
+        return Principal(key_id=self.id, name=self.name, admin=self.admin, limit=limit, tiers=self.tiers)
 
 
 class KeyStore(Protocol):
     """Where stored keys live (storage.keys_repo.KeyRepository)."""
 
     async def add(
-        self, *, name: str, key_hash: str, prefix: str, admin: bool, rpm: int | None, tpm: int | None
+        self,
+        *,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        admin: bool,
+        rpm: int | None,
+        tpm: int | None,
+        tiers: tuple[str, ...] | None = None,
     ) -> GatewayKey: ...
 
     async def get_by_hash(self, key_hash: str) -> GatewayKey | None: ...
@@ -165,7 +175,13 @@ class GatewayKeys:
         return principal
 
     async def create(
-        self, name: str, *, admin: bool = False, rpm: int | None = None, tpm: int | None = None
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        tiers: tuple[str, ...] | None = None,
     ) -> tuple[GatewayKey, str]:
         """Store a new key; returns it with the plain key, which is shown once and never stored.
 
@@ -178,11 +194,26 @@ class GatewayKeys:
         for field, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and value < 1:
                 raise InvalidRequest(f"{field} must be at least 1 (or left out for no limit)", field=field)
+        if tiers is not None and (admin or not tiers):
+            raise InvalidRequest(
+                "a key scoped to story tiers names at least one tier and is not an admin key", field="tiers"
+            )
         if not self._env and await self._store.count_active() == 0:
+            if tiers is not None:
+                raise InvalidRequest(
+                    "the first key is the admin key: create it first, then keys scoped to tiers",
+                    field="tiers",
+                )
             admin = True
         raw = new_key()
         key = await self._store.add(
-            name=name, key_hash=hash_key(raw), prefix=raw[:PREFIX_LENGTH], admin=admin, rpm=rpm, tpm=tpm
+            name=name,
+            key_hash=hash_key(raw),
+            prefix=raw[:PREFIX_LENGTH],
+            admin=admin,
+            rpm=rpm,
+            tpm=tpm,
+            tiers=tiers,
         )
         self._stored_active = True
         self._checked_at = self._clock()

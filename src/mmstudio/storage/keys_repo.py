@@ -22,6 +22,7 @@ def _key(row: GatewayKeyRow) -> GatewayKey:
         admin=row.admin,
         rpm=row.rpm,
         tpm=row.tpm,
+        tiers=tuple(row.tiers) if row.tiers is not None else None,
         created_at=utc(row.created_at),
         revoked_at=utc(row.revoked_at) if row.revoked_at is not None else None,
     )
@@ -34,7 +35,15 @@ class KeyRepository:
         self._sessions = sessions
 
     async def add(
-        self, *, name: str, key_hash: str, prefix: str, admin: bool, rpm: int | None, tpm: int | None
+        self,
+        *,
+        name: str,
+        key_hash: str,
+        prefix: str,
+        admin: bool,
+        rpm: int | None,
+        tpm: int | None,
+        tiers: tuple[str, ...] | None = None,
     ) -> GatewayKey:
         row = GatewayKeyRow(
             id=str(uuid.uuid4()),
@@ -44,6 +53,7 @@ class KeyRepository:
             admin=admin,
             rpm=rpm,
             tpm=tpm,
+            tiers=list(tiers) if tiers is not None else None,
             created_at=utc_now(),
             revoked_at=None,
         )

@@ -95,6 +95,7 @@ class GatewayKeyRow(Base):
     tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    tiers: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # story tiers it is scoped to
 
 
 class RequestMetricRow(Base):

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mmstudio.domain.keys import MISSING_KEY, Principal
-from mmstudio.errors import Forbidden, Unauthorized
+from mmstudio.errors import Forbidden, NotFound, Unauthorized
 from mmstudio.web.deps import READY_TIMEOUT, StudioDep
 from mmstudio.web.errors import render_error
 
@@ -36,6 +36,29 @@ def route_path(scope: Scope) -> str:
 
 # Story mode's JSON routes under a tier's pages (`/{tier}/story/image/{scene_id}`, ...).
 _STORY_JSON = re.compile(r"^/[^/]+/story/")
+# The tier a story route is about: `/api/stories/{tier}...` or `/{tier}/story/...`.
+_TIER_OF = re.compile(r"^/api/stories/([^/]+)(?:/|$)|^/([^/]+)/story/")
+
+
+def tier_of(path: str) -> str | None:
+    match = _TIER_OF.match(path)
+    return (match[1] or match[2]) if match else None
+
+
+def check_scope(principal: Principal, path: str) -> None:
+    """A key scoped to story tiers reaches only their routes: another tier is not found (as if it
+    did not exist), any other route is forbidden."""
+    if principal.tiers is None:
+        return
+    tier = tier_of(path)
+    if tier is None:
+        allowed = ", ".join(principal.tiers)
+        raise Forbidden(
+            f"this key is scoped to the story tiers {allowed}: it reaches only /api/stories/<tier>/... "
+            "and /<tier>/story/... of those tiers"
+        )
+    if tier not in principal.tiers:
+        raise NotFound("not found")
 
 
 def is_protected(path: str) -> bool:
@@ -102,6 +125,12 @@ class GatewayAuth:
                 response = render_error(path, exc)
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
+                return
+            try:
+                if principal is not None:
+                    check_scope(principal, path)
+            except (Forbidden, NotFound) as exc:
+                await render_error(path, exc)(scope, receive, send)
                 return
             scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -21,6 +21,12 @@ class KeyCreate(BaseModel):
     admin: bool = Field(default=False, description="may manage keys (the first key always is)")
     rpm: int | None = Field(default=None, ge=1, description="requests per minute for this key")
     tpm: int | None = Field(default=None, ge=1, description="tokens per minute for this key")
+    tiers: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="story tiers this key is scoped to: it reaches only their pages and API",
+    )
 
 
 class KeyPublic(BaseModel):
@@ -30,6 +36,7 @@ class KeyPublic(BaseModel):
     admin: bool
     rpm: int | None
     tpm: int | None
+    tiers: list[str] | None = None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -42,6 +49,7 @@ class KeyPublic(BaseModel):
             admin=key.admin,
             rpm=key.rpm,
             tpm=key.tpm,
+            tiers=list(key.tiers) if key.tiers is not None else None,
             created_at=key.created_at,
             revoked_at=key.revoked_at,
         )
@@ -58,7 +66,10 @@ class KeyList(BaseModel):
 @router.post("", status_code=201, response_model=KeyCreated)
 async def create_key(body: KeyCreate, studio: StudioDep, _admin: AdminDep, response: Response) -> KeyCreated:
     """Create a key. The response is the only time the key is shown; only its hash is stored."""
-    key, raw = await studio.keys.create(body.name, admin=body.admin, rpm=body.rpm, tpm=body.tpm)
+    tiers = tuple(dict.fromkeys(body.tiers)) if body.tiers is not None else None
+    for tier in tiers or ():
+        studio.stories.tiers.get(tier)  # an unknown tier is refused (as not found)
+    key, raw = await studio.keys.create(body.name, admin=body.admin, rpm=body.rpm, tpm=body.tpm, tiers=tiers)
     response.headers["Cache-Control"] = "no-store"
     return KeyCreated(**KeyPublic.of(key).model_dump(), key=raw)
 
