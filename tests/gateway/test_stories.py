@@ -256,3 +256,45 @@ async def test_no_usable_image_model_points_to_onboarding(live: OpenLive, ollama
     answer = await running.client.post(f"{KIDS}/stories", json={"premise": "a fox"})
     assert answer.status_code == 503, answer.text
     assert "No image model is usable" in answer.json()["message"] and "onboarding" in answer.text
+
+
+async def test_a_failed_picture_leaves_the_scene_readable_and_retry_makes_it_and_its_video(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer, grok: FakeXAIVideoServer
+) -> None:
+    from tests.fakes.openai_images_server import ImagesReply
+
+    running = await live(env_for(ollama, openai, grok), config=config())
+    ollama.script(Reply(text=scene_text("Refused")))
+    openai.script(ImagesReply(refused=True))  # the safety system says no to the first picture
+    made = (
+        await running.client.post(
+            f"{KIDS}/stories",
+            json={"premise": "a storm", "image_model": "openai/gpt-image-1", "video_mode": True},
+        )
+    ).json()
+    scene = (await follow(running, "kids", made["scene"]["id"]))[-1][1]["scene"]
+    assert scene["state"] == "written" and scene["narrative"]  # the scene reads without its picture
+    assert (await wait_done(running, scene["imageJobId"]))["job"]["state"] == "failed"
+    assert (await wait_done(running, scene["videoJobId"]))["job"]["state"] == "failed"  # it waited on it
+    image = (await running.client.get(f"/kids/story/image/{scene['id']}")).json()
+    assert image["status"] == "failed" and image["url"] is None and image["error"]
+    video = (await running.client.get(f"/kids/story/video/{scene['id']}")).json()
+    assert video["status"] == "failed"
+    assert grok.generation_bodies() == []  # nothing was paid for a video without its image
+
+    retried = await running.client.post(f"/kids/story/video/{scene['id']}/retry")  # the image comes first
+    assert retried.status_code == 200 and retried.json()["status"] in ("pending", "generating", "complete")
+    again = (await running.client.get(f"{KIDS}/scenes/{scene['id']}")).json()
+    assert again["imageJobId"] != scene["imageJobId"] and again["videoJobId"] != scene["videoJobId"]
+    assert (await wait_done(running, again["videoJobId"]))["job"]["state"] == "complete"
+    assert (await running.client.get(f"/kids/story/image/{scene['id']}")).json()["status"] == "complete"
+    assert (await running.client.get(f"/kids/story/video/{scene['id']}")).json()["status"] == "complete"
+    assert len(grok.generation_bodies()) == 1
+
+    # a picture whose file went missing on disk shows as failed (with retry), never a broken link
+    asset_id = (await running.client.get(f"/kids/story/image/{scene['id']}")).json()["url"].rsplit("/", 1)[-1]
+    asset = await running.studio.media.get(asset_id)
+    assert asset is not None
+    (await running.studio.media.read_path(asset)).unlink()
+    missing = (await running.client.get(f"/kids/story/image/{scene['id']}")).json()
+    assert missing["status"] == "failed" and "missing" in missing["error"]
