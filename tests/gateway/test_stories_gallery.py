@@ -145,3 +145,33 @@ async def test_bad_story_files_are_refused_naming_the_field(live: OpenLive) -> N
     assert (
         await running.client.post("/api/stories/nsfw/import", content=json.dumps(LEGACY))
     ).status_code == 404
+
+
+async def test_without_auto_save_a_story_joins_the_gallery_when_saved(live: OpenLive) -> None:
+    from mmstudio.config import StoriesConfig, StudioConfig
+    from tests.fakes.base import Reply
+    from tests.fakes.ollama_server import FakeOllamaServer
+    from tests.fakes.openai_images_server import FakeOpenAIImagesServer
+    from tests.gateway.test_stories import env_for, follow, scene_text
+
+    with (
+        FakeOllamaServer() as ollama,
+        FakeOpenAIImagesServer(api_key="sk-stories-0123456789abcdef") as openai,
+    ):
+        manual = StudioConfig(stories=StoriesConfig(auto_save=False))
+        running = await live(env_for(ollama, openai, None), config=manual)
+        ollama.script(Reply(text=scene_text("Unsaved")))
+        made = (await running.client.post(f"{KIDS}/stories", json={"premise": "a kite"})).json()
+        await follow(running, "kids", made["scene"]["id"])
+        assert made["story"]["saved"] is False
+        assert (await running.client.get(f"{KIDS}/stories")).json()["total"] == 0  # not in the gallery yet
+        saved = await running.client.post(
+            f"{KIDS}/stories/{made['story']['id']}/save", json={"title": "My kite"}
+        )
+        assert (
+            saved.status_code == 200 and saved.json()["saved"] is True and saved.json()["title"] == "My kite"
+        )
+        page = (await running.client.get(f"{KIDS}/stories")).json()
+        assert page["total"] == 1 and page["items"][0]["title"] == "My kite"
+        blank = await running.client.post(f"{KIDS}/stories/{made['story']['id']}/save", json={"title": ""})
+        assert blank.status_code == 400 and blank.json()["field"] == "title"

@@ -58,6 +58,12 @@ class ChoiceIn(BaseModel):
     text: str | None = Field(default=None, min_length=1, max_length=MAX_CHOICE, description="your own")
 
 
+class SaveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200, description="your own title")
+
+
 class CharacterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,6 +112,7 @@ def story_json(story: Story, names: dict[str, str] | None = None) -> dict[str, A
         "videoMode": story.video_mode,
         "hasVideo": story.has_video,
         "sceneCount": story.scene_count,
+        "saved": story.saved,
         "coverUrl": f"/api/stories/{story.tier}/media/{story.cover_asset_id}/thumb"
         if story.cover_asset_id
         else None,
@@ -375,6 +382,17 @@ async def delete_character(tier: str, character_id: str, studio: StudioDep) -> R
 
 
 # -- the gallery: delete, export, import -----------------------------------------------------------
+
+
+@router.post(
+    "/api/stories/{tier}/stories/{story_id}/save", response_model=None, openapi_extra=body_schema(SaveIn)
+)
+async def save_story(tier: str, story_id: str, request: Request, studio: StudioDep) -> JSONResponse:
+    """Keep the story in the tier's gallery (at once by default: `stories.auto_save`), maybe renamed."""
+    raw = await request.body()
+    body = await parse_body(request, SaveIn) if raw.strip() else SaveIn()
+    story = await studio.stories.save(tier, story_id, title=body.title)
+    return JSONResponse(story_json(story, _names(studio, story)))
 
 
 @router.delete("/api/stories/{tier}/stories/{story_id}")

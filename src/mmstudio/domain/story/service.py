@@ -219,7 +219,7 @@ class StoryService:
             video_model=video_model,
             memory_mode=start.memory_mode,
             video_mode=start.video_mode,
-            saved=True,
+            saved=self.tiers.auto_save,
         )
         scene = await self.store.add_scene(tier_name, story.id, parent_id=None, choice=None)
         self._begin(tier_name, scene)
@@ -687,7 +687,20 @@ class StoryService:
         await self.store.update_scene(tier_name, scene.id, fields)
         return await self.media_state(tier_name, scene_id, "image")
 
-    # -- the gallery: delete, export, import -----------------------------------------------------------
+    # -- the gallery: save, delete, export, import ------------------------------------------------------
+
+    async def save(self, tier_name: str, story_id: str, *, title: str | None = None) -> Story:
+        """Keep the story in the tier's gallery (stories are saved at once unless `stories.auto_save`
+        is off), optionally under a title of the user's."""
+        self.tiers.get(tier_name)
+        if await self.store.get_story(tier_name, story_id) is None:
+            raise NotFound("no such story")
+        changes: dict[str, Any] = {"saved": True}
+        if title is not None:
+            if not title.strip() or len(title) > 200:
+                raise InvalidRequest("title must be 1 to 200 characters", field="title")
+            changes["title"] = title.strip()
+        return await self.store.update_story(tier_name, story_id, changes)
 
     async def delete(self, tier_name: str, story_id: str, *, delete_media: bool = False) -> list[str]:
         """Delete a story and its scenes. With `delete_media`, also its pictures and videos that

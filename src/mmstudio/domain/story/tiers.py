@@ -14,6 +14,7 @@ NOT_FOUND = "not found"
 class Tiers:
     def __init__(self, config: StoriesConfig) -> None:
         self._tiers: Mapping[str, TierConfig] = config.tiers
+        self.auto_save = config.auto_save
 
     def get(self, name: str) -> TierConfig:
         """An enabled tier; anything else is the same plain 404."""
