@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from mmstudio.config import ChatConfig, Routing, StudioConfig
 from tests.fakes.base import Reply
 from tests.fakes.ollama_server import FakeOllamaServer
@@ -682,12 +684,12 @@ class RecordingStore:
 
 
 async def test_a_send_makes_exactly_the_store_calls_the_benchmark_times(
-    live: OpenLive, ollama: FakeOllamaServer
+    live: OpenLive, ollama: FakeOllamaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """bench/chat_db.py row (c) times `REPLY` and (c') `FIRST_SEND`: they must stay what a send does."""
-    spec = importlib.util.spec_from_file_location(
-        "chat_db", Path(__file__).parents[2] / "bench" / "chat_db.py"
-    )
+    folder = Path(__file__).parents[2] / "bench"
+    monkeypatch.syspath_prepend(str(folder))  # its shared helpers, as when it runs as a script
+    spec = importlib.util.spec_from_file_location("chat_db", folder / "chat_db.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
