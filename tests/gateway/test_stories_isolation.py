@@ -100,6 +100,9 @@ async def test_every_story_route_keeps_tiers_apart_with_any_key(live: OpenLive) 
         assert (await client.get("/api/stories/teens", headers={"x-api-key": admin})).status_code == 200
         assert (await client.get(KIDS, headers=kid)).status_code == 200
         assert (await client.get(KIDS)).status_code == 401  # keys are on: none is no entry
+        assert (await client.get(f"/kids/story/image/{scene_id}")).status_code == 401
+        page = await client.get(f"/kids/story/{story_id}")  # a page is a shell: its data needs the key
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
 
 
 async def follow_with(running: Any, headers: dict[str, str], scene_id: str) -> list[tuple[str, Any]]:

@@ -34,10 +34,11 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-# Story mode's JSON routes under a tier's pages (`/{tier}/story/image/{scene_id}`, ...).
-_STORY_JSON = re.compile(r"^/[^/]+/story/")
-# The tier a story route is about: `/api/stories/{tier}...` or `/{tier}/story/...`.
-_TIER_OF = re.compile(r"^/api/stories/([^/]+)(?:/|$)|^/([^/]+)/story/")
+# Story mode's JSON routes under a tier's pages (`/{tier}/story/image/{scene_id}`, `.../video/...`);
+# the pages themselves (`/{tier}/story/{story_id}`) are public shells like every page.
+_STORY_JSON = re.compile(r"^/[^/]+/story/(?:image|video)/")
+# The tier a story route is about: `/api/stories/{tier}...` or `/{tier}/story/image|video/...`.
+_TIER_OF = re.compile(r"^/api/stories/([^/]+)(?:/|$)|^/([^/]+)/story/(?:image|video)/")
 
 
 def tier_of(path: str) -> str | None:

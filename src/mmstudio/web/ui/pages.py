@@ -125,6 +125,7 @@ def install(app: FastAPI) -> None:
         header,
         models_views,
         onboarding_views,
+        story_pages,
     )
 
     app.include_router(router)
@@ -134,4 +135,5 @@ def install(app: FastAPI) -> None:
     app.include_router(compare_views.router)
     app.include_router(chat_views.router)
     app.include_router(creator_views.router)
+    app.include_router(story_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

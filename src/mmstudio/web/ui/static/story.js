@@ -1,0 +1,535 @@
+// mmstudio story mode: a tier's home (start a story), the scene view (written live, its picture and
+// clip, choices and branches), the gallery and the reader. Every page is a shell (story_*.html) whose
+// #st-page says which view it is; everything shown comes from the story API.
+// Model output (titles, narratives, choices, prompts) is only ever set as textContent or attributes.
+// One file (about 530 lines) on purpose: no build step, and the four views share the media box (a
+// scene's picture or clip followed through its status route) and the helpers; each view is a section.
+"use strict";
+
+(function () {
+  const KEY_STORE = "mmstudio-key";
+  const POLL_MS = 1000; // how often a picture or clip still being made is asked about
+  const $ = (id) => document.getElementById(id);
+  const { el } = window.mm;
+
+  const root = $("st-page");
+  if (!root) return;
+  const tier = root.dataset.tier;
+  const enc = encodeURIComponent;
+  const api = (path) => "/api/stories/" + enc(tier) + path;
+  const sceneUrl = (storyId, sceneId) => "/" + enc(tier) + "/story/" + enc(storyId) + "/scene/" + enc(sceneId);
+  const readerUrl = (storyId) => "/" + enc(tier) + "/read/" + enc(storyId);
+
+  // Everything that polls or streams stops when the page goes away.
+  const stoppers = new Set();
+  window.addEventListener("pagehide", () => { for (const stop of stoppers) stop(); stoppers.clear(); });
+
+  function announce(text) {
+    const box = $("st-announce");
+    if (box) box.textContent = text;
+  }
+
+  function sentence(text) {
+    const t = String(text || "").trim();
+    if (!t) return "The studio gave no reason.";
+    const s = t[0].toUpperCase() + t.slice(1);
+    return /[.!?…]$/.test(s) ? s : s + ".";
+  }
+
+  function showError(box, message) {
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  // A narrative as paragraphs (blank lines between them), as text.
+  function paragraphs(holder, text) {
+    const parts = String(text || "").split(/\n\s*\n/).map((p) => p.trim()).filter(Boolean);
+    holder.replaceChildren(...parts.map((p) => el("p", { text: p })));
+  }
+
+  // Scenes from the first down to `sceneId` (the tree lists parents before children).
+  function pathTo(tree, sceneId) {
+    const byId = new Map(tree.scenes.map((s) => [s.id, s]));
+    const path = [];
+    for (let s = byId.get(sceneId); s; s = s.parentId ? byId.get(s.parentId) : null) path.unshift(s);
+    return path;
+  }
+
+  function firstScene(tree) {
+    return tree.scenes.find((s) => !s.parentId) || tree.scenes[0] || null;
+  }
+
+  function sceneName(scene) {
+    return scene.title || "Scene " + (scene.depth + 1);
+  }
+
+  // -- media: a scene's picture or clip, followed through its status route --------------------------
+  function hasKey() {
+    try { return !!localStorage.getItem(KEY_STORE); } catch (e) { return false; }
+  }
+
+  // With gateway keys on, a plain src would be refused (no Authorization header): fetch the bytes.
+  function setSource(node, url) {
+    if (!hasKey()) { node.src = url; return; }
+    mm.api(url).then((r) => r.blob()).then((blob) => { node.src = URL.createObjectURL(blob); })
+      .catch(() => node.dispatchEvent(new Event("error")));
+  }
+
+  const WORDS = {
+    image: { waiting: "Generating image...", none: "No picture yet.", retry: "Retry the image" },
+    video: { waiting: "Generating video...", none: "", retry: "Retry the video" },
+  };
+
+  // The box for one scene's `kind` ("image" or "video"). A video of status none shows nothing at all.
+  // `onRetried` is told after a Retry (an image's retry makes its clip again too).
+  function mediaBox(scene, kind, onRetried) {
+    const box = el("div", { className: "st-" + kind, "data-kind": kind, "data-status": "loading" });
+    const words = WORDS[kind];
+    let timer = null;
+    let shown = "";
+    let stopped = false;
+    let seq = 0;
+
+    function stop() { stopped = true; clearTimeout(timer); stoppers.delete(stop); }
+
+    function failed(reason) {
+      shown = "failed";
+      box.dataset.status = "failed";
+      box.hidden = false;
+      const retry = el("button", { type: "button", className: "st-media-retry", text: "Retry" });
+      retry.addEventListener("click", () => doRetry(retry));
+      box.replaceChildren(el("div", { className: "error-box st-media-failed", role: "alert" }, [
+        el("p", { text: (kind === "image" ? "The picture failed: " : "The video failed: ") + sentence(reason) }),
+        retry,
+      ]));
+    }
+
+    async function doRetry(button) {
+      button.disabled = true;
+      try {
+        const state = await mm.apiJson("/" + enc(tier) + "/story/" + kind + "/" + enc(scene.id) + "/retry", { method: "POST" });
+        show(state);
+        if (onRetried) onRetried();
+        follow();
+      } catch (e) {
+        button.disabled = false;
+        mm.toast(e.message, "error");
+      }
+    }
+
+    function show(state) {
+      const status = state.status;
+      const key = status === "pending" || status === "generating" ? "waiting" : status === "complete" ? "complete:" + state.url : status;
+      if (key === shown && status !== "failed") return;
+      if (status === "failed") { failed(state.error); return; }
+      shown = key;
+      box.dataset.status = status;
+      if (key === "waiting") {
+        box.hidden = false;
+        box.replaceChildren(el("p", { className: "st-media-wait", role: "status" }, [
+          el("span", { className: "st-spinner", "aria-hidden": "true" }), words.waiting,
+        ]));
+      } else if (status === "complete") {
+        box.hidden = false;
+        box.replaceChildren(kind === "image" ? picture(state.url) : clip(state.url));
+      } else if (kind === "image") { // none: the job never started; Retry starts it
+        box.hidden = false;
+        const retry = el("button", { type: "button", className: "st-media-retry", text: "Retry" });
+        retry.addEventListener("click", () => doRetry(retry));
+        box.replaceChildren(el("p", { className: "muted st-media-none", text: words.none }), retry);
+      } else {
+        box.hidden = true;
+        box.replaceChildren();
+      }
+    }
+
+    function picture(url) {
+      const img = el("img", { alt: scene.imagePrompt || sceneName(scene), loading: "lazy", decoding: "async" });
+      img.addEventListener("error", () => failed("the image could not be loaded"), { once: true });
+      setSource(img, url);
+      return img;
+    }
+
+    function clip(url) {
+      const video = el("video", { controls: true, playsinline: true, preload: "metadata", "aria-label": "Video of " + sceneName(scene) });
+      // A clip that does not play may only be a codec this browser lacks: ask the studio whether its
+      // file is still there before calling it failed.
+      video.addEventListener("error", () => {
+        mm.apiJson("/" + enc(tier) + "/story/video/" + enc(scene.id)).then((state) => {
+          if (state.status === "failed") failed(state.error);
+        }).catch(() => {});
+      }, { once: true });
+      setSource(video, url);
+      return video;
+    }
+
+    async function poll() {
+      const mine = ++seq;
+      let state;
+      try {
+        state = await mm.apiJson("/" + enc(tier) + "/story/" + kind + "/" + enc(scene.id));
+      } catch (e) {
+        if (stopped || mine !== seq) return;
+        if (e.status === 0) { timer = setTimeout(poll, POLL_MS * 3); return; } // the studio restarts
+        state = { status: "failed", error: e.message };
+      }
+      if (stopped || mine !== seq) return;
+      show(state);
+      if (state.status === "pending" || state.status === "generating") timer = setTimeout(poll, POLL_MS);
+      else stoppers.delete(stop);
+    }
+
+    function follow() {
+      stopped = false;
+      clearTimeout(timer);
+      stoppers.add(stop);
+      poll();
+    }
+
+    box.hidden = kind === "video";
+    follow();
+    return { box, follow, stop };
+  }
+
+  // The picture (and, in video mode, the clip) of a scene, in `holder`.
+  function sceneMedia(holder, scene, videoMode) {
+    let video = null;
+    const image = mediaBox(scene, "image", () => { if (video) video.follow(); });
+    holder.append(image.box);
+    if (videoMode) {
+      video = mediaBox(scene, "video", () => image.follow());
+      holder.append(video.box);
+    }
+  }
+
+  // -- the home: start a story -------------------------------------------------------------------
+  async function home() {
+    const form = $("st-start");
+    const select = $("st-image-model");
+    const error = $("st-start-error");
+    const start = $("st-start-button");
+    let info = null;
+    try {
+      info = await mm.apiJson(api(""));
+    } catch (e) {
+      showError(error, e.message);
+      return;
+    }
+    const groups = new Map();
+    for (const id of info.imageModels) {
+      const provider = id.includes("/") ? id.split("/")[0] : "other";
+      if (!groups.has(provider)) groups.set(provider, []);
+      groups.get(provider).push(id);
+    }
+    select.replaceChildren(...[...groups].map(([provider, ids]) => el("optgroup", { label: provider },
+      ids.map((id) => el("option", { value: id, text: id.slice(provider.length + 1) || id })))));
+    if (info.imageModels.length) {
+      select.disabled = false;
+      select.value = info.imageModels.includes(info.defaultImageModel) ? info.defaultImageModel : info.imageModels[0];
+    } else {
+      select.replaceChildren(el("option", { value: "", text: "No image model is usable" }));
+      error.replaceChildren("No image model is usable here yet. ", el("a", { href: "/onboarding", text: "Set one up" }), ".");
+      error.hidden = false;
+      start.disabled = true;
+    }
+    $("st-video-toggle").hidden = !(info.videoAllowed && info.videoAvailable);
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      const premise = $("st-premise").value.trim();
+      if (!premise) { showError(error, "Say what the story is about."); $("st-premise").focus(); return; }
+      const body = {
+        premise,
+        text_model: $("st-text-model").value || undefined,
+        image_model: select.value || undefined,
+        memory_mode: $("st-memory").checked,
+        video_mode: !$("st-video-toggle").hidden && $("st-video").checked,
+      };
+      start.disabled = true;
+      start.textContent = "Starting…";
+      try {
+        const made = await mm.apiJson(api("/stories"), { method: "POST", json: body });
+        location.assign(sceneUrl(made.story.id, made.scene.id));
+      } catch (e) {
+        showError(error, e.message);
+        start.disabled = false;
+        start.textContent = "Start";
+      }
+    });
+  }
+
+  // -- the scene view ----------------------------------------------------------------------------
+  async function scenePage() {
+    const storyId = root.dataset.story;
+    const state = $("st-state");
+    let tree;
+    try {
+      tree = await mm.apiJson(api("/stories/" + enc(storyId)));
+    } catch (e) {
+      state.textContent = e.message;
+      return;
+    }
+    const wanted = root.dataset.scene || tree.currentSceneId;
+    let scene = tree.scenes.find((s) => s.id === wanted) || firstScene(tree);
+    if (!scene) { state.textContent = "This story has no scenes."; return; }
+    if (!root.dataset.scene) history.replaceState(null, "", sceneUrl(storyId, scene.id));
+
+    function replaceInTree(next) {
+      tree.scenes = tree.scenes.map((s) => (s.id === next.id ? next : s));
+      scene = next;
+    }
+
+    function renderPath() {
+      const path = pathTo(tree, scene.id);
+      const list = $("st-path-list");
+      list.replaceChildren(...path.map((s, i) => {
+        const label = (i + 1) + ". " + sceneName(s);
+        return el("li", {}, [s.id === scene.id
+          ? el("span", { "aria-current": "page", text: label })
+          : el("a", { href: sceneUrl(storyId, s.id), text: label })]);
+      }));
+      $("st-path").hidden = path.length < 2;
+      $("st-read").href = readerUrl(storyId) + "?scene=" + enc(scene.id);
+    }
+
+    function renderHead(title, narrative) {
+      $("st-title").textContent = title || (scene.state === "writing" ? "Writing the scene…" : sceneName(scene));
+      paragraphs($("st-narrative"), narrative);
+    }
+
+    function render() {
+      renderPath();
+      document.title = sceneName(scene) + " · mmstudio";
+      const led = $("st-led");
+      led.hidden = !scene.choice;
+      led.textContent = scene.choice ? "You chose: " + scene.choice : "";
+      renderHead(scene.title, scene.narrative);
+      $("st-error").hidden = scene.state !== "failed";
+      $("st-choices").hidden = scene.state !== "written" || !scene.choices.length;
+      $("st-end").hidden = scene.state !== "written" || scene.choices.length > 0;
+      $("st-branches").hidden = true;
+      $("st-scene").setAttribute("aria-busy", scene.state === "writing" ? "true" : "false");
+      if (scene.state === "writing") {
+        state.textContent = "Writing…";
+        return;
+      }
+      if (scene.state === "failed") {
+        state.textContent = "This scene could not be written.";
+        $("st-error-text").textContent = sentence(scene.error);
+        return;
+      }
+      state.textContent = "";
+      $("st-media").replaceChildren();
+      sceneMedia($("st-media"), scene, tree.videoMode);
+      renderChoices();
+      renderBranches();
+    }
+
+    function renderChoices() {
+      const list = $("st-choice-list");
+      list.replaceChildren(...scene.choices.map((choice, index) => {
+        const button = el("button", { type: "button", className: "st-choice", text: choice });
+        button.addEventListener("click", () => choose({ choice: index }));
+        return button;
+      }));
+    }
+
+    function renderBranches() {
+      const children = tree.scenes.filter((s) => s.parentId === scene.id);
+      $("st-branches").hidden = !children.length;
+      $("st-branch-list").replaceChildren(...children.map((child) => el("li", {}, [
+        el("a", { href: sceneUrl(storyId, child.id), text: "Continue: " + (child.choice || sceneName(child)) }),
+      ])));
+    }
+
+    async function choose(body) {
+      const error = $("st-choose-error");
+      error.hidden = true;
+      const controls = [...document.querySelectorAll("#st-choices button, #st-own-text")];
+      controls.forEach((c) => { c.disabled = true; });
+      try {
+        const next = await mm.apiJson(api("/scenes/" + enc(scene.id) + "/choose"), { method: "POST", json: body });
+        location.assign(sceneUrl(storyId, next.id));
+      } catch (e) {
+        controls.forEach((c) => { c.disabled = false; });
+        showError(error, e.message);
+      }
+    }
+
+    $("st-own").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = $("st-own-text").value.trim();
+      if (text) choose({ text });
+    });
+
+    $("st-retry").addEventListener("click", async () => {
+      const button = $("st-retry");
+      button.disabled = true;
+      try {
+        replaceInTree(await mm.apiJson(api("/scenes/" + enc(scene.id) + "/retry"), { method: "POST" }));
+        render();
+        follow();
+      } catch (e) {
+        mm.toast(e.message, "error");
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    // The scene as it is written: partial fields, then the stored scene or why it failed.
+    async function follow() {
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      stoppers.add(stop);
+      let ended = false;
+      try {
+        const response = await mm.api(api("/scenes/" + enc(scene.id) + "/events"), { signal: controller.signal });
+        for await (const { event, data } of mm.events(response, controller.signal)) {
+          if (event === "partial") {
+            renderHead(data.title, data.narrative);
+          } else if (event === "scene" || event === "error") {
+            ended = true;
+            const next = data.scene || Object.assign({}, scene, { state: "failed", error: data.error });
+            if (event === "error" && data.error) next.error = data.error;
+            replaceInTree(next);
+            render();
+            announce(event === "scene" ? "The scene is written." : "The scene could not be written.");
+          }
+        }
+      } catch (e) {
+        if (controller.signal.aborted) return;
+      } finally {
+        stoppers.delete(stop);
+      }
+      if (ended || controller.signal.aborted) return;
+      // The stream ended without the scene (the studio restarted): look again.
+      try {
+        replaceInTree(await mm.apiJson(api("/scenes/" + enc(scene.id))));
+      } catch (e) {
+        state.textContent = e.message;
+        return;
+      }
+      render();
+      if (scene.state === "writing") {
+        const timer = setTimeout(follow, POLL_MS * 2);
+        stoppers.add(() => clearTimeout(timer));
+      }
+    }
+
+    render();
+    if (scene.state === "writing") follow();
+  }
+
+  // -- the gallery -------------------------------------------------------------------------------
+  function gallery() {
+    const size = Number(root.dataset.pageSize) || 12;
+    const cards = $("st-cards");
+    const more = $("st-more");
+    const error = $("st-gallery-error");
+    let offset = 0;
+    let seq = 0;
+    let debounce = null;
+
+    function card(story) {
+      const cover = story.coverUrl
+        ? el("img", { src: story.coverUrl, alt: "", loading: "lazy" })
+        : el("div", { className: "st-no-cover", "aria-hidden": "true", text: "✎" });
+      if (story.coverUrl && hasKey()) { cover.removeAttribute("src"); setSource(cover, story.coverUrl); }
+      cover.addEventListener("error", () => cover.replaceWith(el("div", { className: "st-no-cover", "aria-hidden": "true", text: "✎" })));
+      const premise = story.premise.length > 140 ? story.premise.slice(0, 140).trimEnd() + "…" : story.premise;
+      const created = new Date(story.createdAt);
+      const meta = [
+        el("span", { text: story.sceneCount === 1 ? "1 scene" : story.sceneCount + " scenes" }),
+        el("time", { datetime: story.createdAt, text: created.toLocaleDateString() }),
+      ];
+      if (story.hasVideo) meta.push(el("span", { className: "badge accent st-video-badge", text: "Video" }));
+      return el("li", { className: "card st-card", "data-story": story.id }, [
+        el("div", { className: "st-cover" }, [cover]),
+        el("h2", {}, [el("a", { href: readerUrl(story.id), className: "st-card-link", text: story.title || "Untitled" })]),
+        el("p", { className: "muted small st-premise", text: premise }),
+        el("p", { className: "small st-meta" }, meta),
+        el("p", { className: "small" }, [el("a", { href: "/" + enc(tier) + "/story/" + enc(story.id), text: "Continue", "aria-label": "Continue " + (story.title || "Untitled") })]),
+      ]);
+    }
+
+    async function load(reset) {
+      const mine = ++seq;
+      if (reset) offset = 0;
+      const params = new URLSearchParams({ limit: String(size), offset: String(offset), sort: $("st-sort").value });
+      const q = $("st-search").value.trim();
+      if (q) params.set("q", q);
+      more.disabled = true;
+      let page;
+      try {
+        page = await mm.apiJson(api("/stories?" + params));
+      } catch (e) {
+        if (mine === seq) { showError(error, e.message); more.disabled = false; }
+        return;
+      }
+      if (mine !== seq) return; // a newer search answered first
+      error.hidden = true;
+      if (reset) cards.replaceChildren();
+      cards.append(...page.items.map(card));
+      offset += page.items.length;
+      $("st-total").textContent = page.total === 1 ? "1 story" : page.total + " stories";
+      $("st-empty").hidden = page.total > 0 || !!q;
+      more.hidden = offset >= page.total;
+      more.disabled = false;
+      if (q && !page.total) announce("No story matches.");
+    }
+
+    $("st-search").addEventListener("input", () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => load(true), 300);
+    });
+    $("st-sort").addEventListener("change", () => load(true));
+    more.addEventListener("click", () => load(false));
+    load(true);
+  }
+
+  // -- the reader --------------------------------------------------------------------------------
+  async function reader() {
+    const storyId = root.dataset.story;
+    const error = $("st-read-error");
+    let tree;
+    try {
+      tree = await mm.apiJson(api("/stories/" + enc(storyId)));
+    } catch (e) {
+      showError(error, e.message);
+      return;
+    }
+    const asked = new URLSearchParams(location.search).get("scene");
+    const known = (id) => id && tree.scenes.some((s) => s.id === id);
+    const target = known(asked) ? asked : known(tree.currentSceneId) ? tree.currentSceneId : (firstScene(tree) || {}).id;
+    const path = target ? pathTo(tree, target) : [];
+    $("st-read-title").textContent = tree.title || "Untitled story";
+    $("st-read-premise").textContent = tree.premise;
+    if (target) $("st-continue").href = sceneUrl(storyId, target);
+    $("st-reader").replaceChildren(...path.map((scene, i) => {
+      const media = el("div", { className: "st-media" });
+      const item = el("li", { className: "card st-read-scene", "data-scene": scene.id }, [
+        el("h2", { text: (i + 1) + ". " + sceneName(scene) }),
+      ]);
+      if (scene.choice) item.append(el("p", { className: "muted small", text: "You chose: " + scene.choice }));
+      if (scene.state === "written") {
+        item.append(media);
+        const image = mediaBox(scene, "image", null);
+        media.append(image.box);
+        if (scene.videoJobId) media.append(mediaBox(scene, "video", null).box);
+      }
+      const text = el("div", { className: "st-narrative" });
+      paragraphs(text, scene.narrative);
+      if (scene.state === "writing") text.append(el("p", { className: "muted", text: "This scene is still being written." }));
+      if (scene.state === "failed") text.append(el("p", { className: "muted", text: "This scene could not be written: " + sentence(scene.error) }));
+      item.append(text);
+      return item;
+    }));
+  }
+
+  const views = { home, scene: scenePage, gallery, read: reader };
+  document.addEventListener("DOMContentLoaded", () => {
+    const view = views[root.dataset.view];
+    if (view) view();
+  });
+})();
