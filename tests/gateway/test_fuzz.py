@@ -16,7 +16,7 @@ from tests.fakes.base import closed_port
 from tests.fakes.ollama_server import FakeOllamaServer
 from tests.gateway.process import ServeProcess, serve_process
 
-EXAMPLES = 25  # per route and mode
+EXAMPLES = 15  # per route and mode (about 130 operations: the suite's time budget)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ the job is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,9 @@ class ExportJobHandler:
             asset = await self.store.save_video_file(out, recipe=_recipe(request, result.duration_s))
         except BaseException:
             stop.set()  # a cancel (or any failure here) stops the render thread too
+            # and waits for it: it removes its partial file as it stops, before the job says cancelled
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({rendering})
             raise
         finally:
             await asyncio.to_thread(Path(out).unlink, True)
