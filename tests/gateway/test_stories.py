@@ -211,6 +211,10 @@ async def test_bad_input_and_other_tiers_are_refused(
     disabled = await running.client.get("/api/stories/nsfw")  # in the config, switched off
     assert unknown.status_code == disabled.status_code == 404
     assert unknown.json() == disabled.json()  # no hint that nsfw exists
+    home = await running.client.get("/kids", follow_redirects=False)
+    assert home.status_code == 307 and home.headers["location"] == "/kids/"
+    for path in ("/pirates", "/nsfw", "/pyproject.toml"):  # no redirect that would confirm anything
+        assert (await running.client.get(path, follow_redirects=False)).status_code == 404, path
     for path in (  # the kids story and scene through another tier: as if they did not exist
         f"/api/stories/teens/stories/{story_id}",
         f"/api/stories/teens/scenes/{scene_id}",

@@ -2,7 +2,9 @@
 written, illustrated and animated, a choice, a branch from an earlier scene, the gallery and the reader;
 the home without video mode, the same 404 page for a switched-off and an unknown tier, a picture whose
 file is gone and a scene the model could not write, both shown failed with a Retry that mends them, and
-the gallery paged with More. Real app, fake Ollama, GPT Image and Grok Imagine servers.
+the gallery paged with More; a character made with a photo that memory mode sends as a reference, a
+story downloaded, imported again and deleted with its pictures. Real app, fake Ollama, GPT Image and
+Grok Imagine servers.
 
 "Shown while written" is proven by holding the text model's reply mid-scene: the test releases it only
 after the page shows the first words of the narrative.
@@ -10,14 +12,17 @@ after the page shows the first words of the narrative.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import ConsoleMessage, Page, expect
 
 from mmstudio.web.ui import story_pages
 from tests.fakes.base import Reply
+from tests.fakes.images import make_image
 from tests.fakes.ollama_server import FakeOllamaServer
 from tests.fakes.openai_images_server import FakeOpenAIImagesServer, ImagesReply
 from tests.fakes.xai_video_server import FakeXAIVideoServer
@@ -257,3 +262,166 @@ async def test_no_video_toggle_a_plain_404_and_failures_retried_and_the_gallery_
     assert titles == ["The Bear", "The Fox"]
     await expect(page.get_by_role("button", name="More")).to_be_hidden()
     assert errors == []
+
+
+async def test_a_character_with_a_photo_goes_along_and_a_story_is_downloaded_imported_and_deleted(
+    page: Page,
+    live: OpenLive,
+    ollama: FakeOllamaServer,
+    openai: FakeOpenAIImagesServer,
+    tmp_path: Path,
+) -> None:
+    studio = await live(env_for(ollama, openai, None), config=config())
+    errors = console_errors(page)
+    await page.goto(f"{studio.url}/kids/characters")
+    await expect(page.get_by_role("heading", name="Kids characters", level=1)).to_be_visible()
+    nav = page.get_by_role("navigation", name="Kids stories")
+    await expect(nav.get_by_role("link", name="Characters")).to_have_attribute("aria-current", "page")
+    await expect(page.locator("#st-char-lede")).to_have_text(
+        "With memory mode on, each description goes to the text model and each photo to the image"
+        " models that take reference images."
+    )
+    await expect(page.get_by_text("No characters yet.")).to_be_visible()
+    name = page.get_by_label("Name", exact=True)
+
+    # The studio's 400 shows next to its field.
+    await name.fill("   ")
+    await page.get_by_role("button", name="Create character").click()
+    await expect(page.locator("#st-char-name-error")).to_have_text("Name must be 1 to 80 characters.")
+    await expect(name).to_have_attribute("aria-invalid", "true")
+
+    # A character with a photo (uploaded when picked), then edited: only what changed is sent.
+    photo_bytes = make_image(96, 96, color=(200, 60, 20))
+    await page.get_by_label("Photos").set_input_files(
+        files=[{"name": "pip.png", "mimeType": "image/png", "buffer": photo_bytes}]
+    )
+    await expect(page.get_by_role("img", name="Photo 1", exact=True)).to_be_visible()
+    await name.fill("Pip")
+    await page.get_by_label("Description").fill("a small red fox with one white ear")
+    await page.get_by_role("button", name="Create character").click()
+    pip = page.locator(".st-char").filter(has_text="Pip")
+    await expect(pip.get_by_role("heading", name="Pip", level=2)).to_be_visible()
+    await expect(pip.get_by_role("img", name="Pip, photo 1")).to_be_visible()
+    await expect(page.locator("#st-char-total")).to_have_text("1 character")
+    await expect(name).to_have_value("")  # the form is ready for the next one
+    await pip.get_by_role("button", name="Edit Pip").click()
+    await expect(page.get_by_role("heading", name="Edit Pip", level=2)).to_be_visible()
+    await expect(page.get_by_role("img", name="Photo 1", exact=True)).to_be_visible()
+    await page.get_by_label("Description").fill("a small red fox with one white ear and a blue scarf")
+    async with page.expect_request(lambda r: r.method == "PATCH") as patched:
+        await page.get_by_role("button", name="Save changes").click()
+    assert (await patched.value).post_data_json == {
+        "description": "a small red fox with one white ear and a blue scarf"
+    }
+    await expect(pip).to_contain_text("and a blue scarf")
+    (character,) = (await studio.client.get("/api/stories/kids/characters")).json()["items"]
+    assert character["name"] == "Pip" and len(character["photos"]) == 1
+
+    # Another one, deleted after the dialog asks (Cancel first keeps it).
+    await name.fill("Owl")
+    await page.get_by_role("button", name="Create character").click()
+    await expect(page.locator(".st-char")).to_have_count(2)
+    assert await page.evaluate(UNLABELLED) == []
+    await page.set_viewport_size({"width": 390, "height": 800})
+    assert await page.evaluate(NO_OVERFLOW)
+    await shot(page, "story-characters-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await page.get_by_role("button", name="Delete Owl").click()
+    ask = page.get_by_role("dialog", name="Delete Owl?")
+    await ask.get_by_role("button", name="Cancel").click()
+    await expect(ask).to_be_hidden()
+    await expect(page.locator(".st-char")).to_have_count(2)
+    await page.get_by_role("button", name="Delete Owl").click()
+    await ask.get_by_role("button", name="Delete character").click()
+    await expect(page.locator(".st-char")).to_have_count(1)
+    await expect(page.locator("#st-char-total")).to_have_text("1 character")
+
+    # The home says who memory mode brings along; a story with it on sends Pip's photo to GPT Image.
+    await nav.get_by_role("link", name="New story").click()
+    await expect(page.locator("#st-cast")).to_contain_text("Kids has 1 character (Pip).")
+    await expect(page.locator("#st-cast").get_by_role("link", name="Manage characters")).to_have_attribute(
+        "href", "/kids/characters"
+    )
+    await page.get_by_label("Image model").select_option("openai/gpt-image-1")
+    await page.get_by_label("Memory mode").check()
+    assert await page.evaluate(UNLABELLED) == []
+    await page.set_viewport_size({"width": 390, "height": 800})
+    assert await page.evaluate(NO_OVERFLOW)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    ollama.script(Reply(text=scene_text("Pip Finds a Den")))
+    await page.get_by_label("Premise").fill("Pip looks for a home")
+    await page.get_by_role("button", name="Start").click()
+    await expect(page.get_by_role("heading", name="Pip Finds a Den", level=1)).to_be_visible()
+    await expect(page.locator("#st-media .st-image img")).to_be_visible()
+    story_id = page.url.split("/story/")[1].split("/")[0]
+    text = ollama.requests_to("/api/chat")[-1].json()["messages"][0]["content"]
+    assert "- Pip: a small red fox with one white ear and a blue scarf" in text
+    (edit,) = openai.edits  # the reference photo made it an edit request
+    asset = await studio.studio.media.get(character["photos"][0]["id"])
+    assert asset is not None
+    assert edit.images == [(await studio.studio.media.read_path(asset)).read_bytes()]
+    first = (await studio.client.get(f"/api/stories/kids/stories/{story_id}")).json()["scenes"][0]
+    picture_url = (await studio.client.get(f"/kids/story/image/{first['id']}")).json()["url"]
+
+    # The reader downloads the story as JSON and as a web page.
+    await page.get_by_role("link", name="Read this path").click()
+    await expect(page.locator(".st-read-scene h2")).to_have_text(["1. Pip Finds a Den"])
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Download JSON").click()
+    download = await downloading.value
+    assert download.suggested_filename == "pip-finds-a-den.json"
+    saved = tmp_path / download.suggested_filename
+    await download.save_as(saved)
+    exported = json.loads(saved.read_text())
+    assert exported["title"] == "Pip Finds a Den" and len(exported["scenes"]) == 1
+    async with page.expect_download() as downloading:
+        await page.get_by_role("button", name="Download web page").click()
+    assert (await downloading.value).suggested_filename == "pip-finds-a-den.html"
+    await page.set_viewport_size({"width": 390, "height": 800})
+    assert await page.evaluate(NO_OVERFLOW)
+    await page.set_viewport_size({"width": 1280, "height": 800})
+
+    # The gallery imports it again (a file that is not a story shows why) and opens the copy.
+    await nav.get_by_role("link", name="Gallery").click()
+    importer = page.get_by_label("Import a story file")
+    await expect(page.locator(".st-card")).to_have_count(1)
+    assert await page.evaluate(UNLABELLED) == []
+    await importer.set_input_files(
+        files=[{"name": "broken.json", "mimeType": "application/json", "buffer": b"{nope"}]
+    )
+    await expect(page.locator("#st-import-error")).to_contain_text(
+        "broken.json could not be imported: The story file is not valid JSON"
+    )
+    await importer.set_input_files(str(saved))
+    await expect(page).to_have_url(re.compile(r"/kids/read/st_[\w-]+$"))
+    copy_id = page.url.rsplit("/", 1)[1]
+    assert copy_id != story_id
+    await expect(page.get_by_role("heading", name="Pip Finds a Den", level=1)).to_be_visible()
+    await expect(page.locator(".st-read-scene h2")).to_have_text(["1. Pip Finds a Den"])
+    await expect(page.locator(".st-read-scene .st-image img")).to_be_visible()
+
+    # The first story is deleted with its pictures, after the dialog asks; the copy stays.
+    await page.goto(f"{studio.url}/kids/read/{story_id}")
+    delete = page.get_by_role("button", name="Delete", exact=True)
+    await delete.click()
+    ask = page.get_by_role("dialog", name="Delete this story?")
+    also = ask.get_by_label("Also delete its pictures and videos (kept by default)")
+    await expect(also).not_to_be_checked()
+    assert await page.evaluate(UNLABELLED) == []
+    await page.set_viewport_size({"width": 390, "height": 800})
+    assert await page.evaluate(NO_OVERFLOW)
+    await shot(page, "story-delete-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 800})
+    await ask.get_by_role("button", name="Cancel").click()
+    await expect(ask).to_be_hidden()
+    await delete.click()
+    await also.check()
+    async with page.expect_request(lambda r: r.method == "DELETE") as deleting:
+        await ask.get_by_role("button", name="Delete story").click()
+    assert (await deleting.value).url.endswith(f"/api/stories/kids/stories/{story_id}?media=delete")
+    await expect(page).to_have_url(f"{studio.url}/kids/gallery")
+    await expect(page.locator(".st-card")).to_have_count(1)
+    await expect(page.locator(f'.st-card[data-story="{copy_id}"]')).to_be_visible()
+    assert (await studio.client.get(f"/api/stories/kids/stories/{story_id}")).status_code == 404
+    assert (await studio.client.get(picture_url)).status_code == 404
+    assert len(errors) == 2 and all("400" in e for e in errors)  # the blank name, the broken file

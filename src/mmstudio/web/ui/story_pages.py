@@ -1,5 +1,6 @@
-"""Story mode's pages, one tier at a time: the home (start a story), the scene view, the gallery and
-the reader, under `/{tier}/...`. They are shells: story.js fetches everything from the story API.
+"""Story mode's pages, one tier at a time: the home (start a story), the scene view, the gallery, the
+reader and the characters (memory mode's cast), under `/{tier}/...`. They are shells: story.js fetches
+everything from the story API.
 
 A tier that is unknown or switched off gets the same plain 404 page, so nothing confirms it exists.
 """
@@ -13,7 +14,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from mmstudio.config import RESERVED_TIERS, TierConfig
-from mmstudio.domain.story.service import MAX_CHOICE, MAX_PREMISE
+from mmstudio.domain.story.service import (
+    MAX_CHOICE,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_PHOTOS,
+    MAX_PREMISE,
+)
 from mmstudio.errors import NotFound
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import chat_views
@@ -144,3 +151,29 @@ async def story_reader(request: Request, tier: str, story_id: str, studio: Studi
     except NotFound:
         return _not_found(request)
     return _page(request, tier, config, "read", tree.story.title or "Untitled story", story_id=story_id)
+
+
+@router.get("/{tier}/characters", response_class=HTMLResponse, response_model=None)
+async def story_characters(request: Request, tier: str, studio: StudioDep) -> Response:
+    config = _tier(studio, tier)
+    if config is None:
+        return _not_found(request)
+    return _page(
+        request,
+        tier,
+        config,
+        "characters",
+        f"{config.name} characters",
+        name_max=MAX_NAME,
+        description_max=MAX_DESCRIPTION,
+        photos_max=MAX_PHOTOS,
+    )
+
+
+@router.get("/{tier}", response_model=None)
+async def story_home_without_slash(request: Request, tier: str, studio: StudioDep) -> Response:
+    """`/kids` goes to the tier's home; any other one-segment path stays a plain 404 (without this
+    route the router's slash redirect would send `/anything` on to `/anything/`)."""
+    if tier not in RESERVED_TIERS and _tier(studio, tier) is not None:
+        return RedirectResponse(f"/{tier}/", status_code=307)
+    raise HTTPException(status_code=404, detail="Not Found")

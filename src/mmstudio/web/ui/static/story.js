@@ -1,9 +1,11 @@
 // mmstudio story mode: a tier's home (start a story), the scene view (written live, its picture and
-// clip, choices and branches), the gallery and the reader. Every page is a shell (story_*.html) whose
-// #st-page says which view it is; everything shown comes from the story API.
-// Model output (titles, narratives, choices, prompts) is only ever set as textContent or attributes.
-// One file (about 530 lines) on purpose: no build step, and the four views share the media box (a
-// scene's picture or clip followed through its status route) and the helpers; each view is a section.
+// clip, choices and branches), the gallery (import), the reader (download, delete) and the characters
+// (memory mode's cast). Every page is a shell (story_*.html) whose #st-page says which view it is;
+// everything shown comes from the story API.
+// Model output and people's words (titles, narratives, choices, prompts, names, descriptions) are only
+// ever set as textContent or attributes.
+// One file on purpose: no build step, and the views share the media box (a scene's picture or clip
+// followed through its status route) and the helpers; each view is a section.
 "use strict";
 
 (function () {
@@ -39,6 +41,42 @@
   function showError(box, message) {
     box.textContent = message;
     box.hidden = false;
+  }
+
+  function plural(n, one, many) {
+    return n === 1 ? "1 " + one : n + " " + many;
+  }
+
+  function filenameOf(response, fallback) {
+    const header = response.headers.get("Content-Disposition") || "";
+    const star = /filename\*=UTF-8''([^;]+)/i.exec(header);
+    if (star) { try { return decodeURIComponent(star[1]); } catch (e) { /* the plain one below */ } }
+    const plain = /filename="?([^";]+)"?/i.exec(header);
+    return plain ? plain[1] : fallback;
+  }
+
+  // Through mm.api (fetch), so the gateway key goes along when keys are on; a plain link would not.
+  // The bytes are saved from a Blob with a temporary <a download>.
+  async function download(button, url, fallback) {
+    const old = button.textContent;
+    button.disabled = true;
+    button.textContent = "Preparing…";
+    try {
+      const response = await mm.api(url);
+      const blob = await response.blob();
+      const href = URL.createObjectURL(blob);
+      const link = el("a", { href, download: filenameOf(response, fallback), hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 30000);
+      announce("The download has started.");
+    } catch (e) {
+      mm.toast("The story could not be downloaded: " + sentence(e.message), "error");
+    } finally {
+      button.disabled = false;
+      button.textContent = old;
+    }
   }
 
   // A narrative as paragraphs (blank lines between them), as text.
@@ -208,6 +246,7 @@
     const select = $("st-image-model");
     const error = $("st-start-error");
     const start = $("st-start-button");
+    castLine();
     let info = null;
     try {
       info = await mm.apiJson(api(""));
@@ -257,6 +296,20 @@
         start.textContent = "Start";
       }
     });
+  }
+
+  // How many characters memory mode would bring along, next to its toggle.
+  async function castLine() {
+    const count = $("st-cast-count");
+    try {
+      const { items } = await mm.apiJson(api("/characters"));
+      const names = items.slice(0, 3).map((c) => c.name).join(", ") + (items.length > 3 ? "…" : "");
+      count.textContent = items.length
+        ? root.dataset.tierName + " has " + plural(items.length, "character", "characters") + " (" + names + ")."
+        : root.dataset.tierName + " has no characters yet.";
+    } catch (e) {
+      count.textContent = "The characters could not be counted: " + sentence(e.message);
+    }
   }
 
   // -- the scene view ----------------------------------------------------------------------------
@@ -485,6 +538,28 @@
     });
     $("st-sort").addEventListener("change", () => load(true));
     more.addEventListener("click", () => load(false));
+
+    // A story file (an export, or the older format) as the JSON body; then its reader.
+    const importer = $("st-import");
+    importer.addEventListener("change", async () => {
+      const file = importer.files[0];
+      if (!file) return;
+      const box = $("st-import-error");
+      box.hidden = true;
+      importer.disabled = true;
+      announce("Importing " + file.name + "…");
+      try {
+        const text = await file.text();
+        const story = await mm.apiJson(api("/import"), {
+          method: "POST", body: text, headers: { "Content-Type": "application/json" },
+        });
+        location.assign(readerUrl(story.id));
+      } catch (e) {
+        showError(box, file.name + " could not be imported: " + sentence(e.message));
+        importer.disabled = false;
+        importer.value = "";
+      }
+    });
     load(true);
   }
 
@@ -492,6 +567,11 @@
   async function reader() {
     const storyId = root.dataset.story;
     const error = $("st-read-error");
+    for (const button of [$("st-download-json"), $("st-download-html")]) {
+      const kind = button.dataset.kind;
+      button.addEventListener("click", () => download(button, api("/stories/" + enc(storyId) + "/export." + kind), "story." + kind));
+    }
+    deleteDialog(storyId);
     let tree;
     try {
       tree = await mm.apiJson(api("/stories/" + enc(storyId)));
@@ -527,7 +607,208 @@
     }));
   }
 
-  const views = { home, scene: scenePage, gallery, read: reader };
+  // Delete asks first; the story's pictures and videos are kept unless the box is ticked.
+  function deleteDialog(storyId) {
+    const dialog = $("st-delete-dialog");
+    const confirm = $("st-delete-confirm");
+    const problem = $("st-delete-error");
+    $("st-delete").addEventListener("click", () => {
+      problem.hidden = true;
+      $("st-delete-media").checked = false;
+      confirm.disabled = false;
+      dialog.showModal();
+    });
+    dialog.querySelector("form").addEventListener("submit", async (event) => {
+      if (!event.submitter || event.submitter.value !== "delete") return; // Cancel closes it
+      event.preventDefault();
+      confirm.disabled = true;
+      problem.hidden = true;
+      const query = $("st-delete-media").checked ? "?media=delete" : "";
+      try {
+        await mm.apiJson(api("/stories/" + enc(storyId)) + query, { method: "DELETE" });
+        location.assign("/" + enc(tier) + "/gallery");
+      } catch (e) {
+        showError(problem, "The story could not be deleted: " + sentence(e.message));
+        confirm.disabled = false;
+      }
+    });
+  }
+
+  // -- the characters (memory mode's cast) -------------------------------------------------------
+  function characters() {
+    const max = Number(root.dataset.photosMax) || 8;
+    const form = $("st-char-form");
+    const save = $("st-char-save");
+    const fileInput = $("st-char-photo");
+    const listError = $("st-chars-error");
+    const dialog = $("st-char-delete");
+    // A 400's `field` -> the input whose message box shows it.
+    const FIELDS = { name: "st-char-name", description: "st-char-description", photo_ids: "st-char-photo", file: "st-char-photo" };
+    let editing = null; // the character in the form, or null for a new one
+    let photos = []; // the form's photos: {id, url, thumbUrl}
+    let uploading = 0;
+    let deleting = null;
+
+    function clearErrors() {
+      for (const id of new Set(Object.values(FIELDS))) {
+        $(id + "-error").hidden = true;
+        $(id).removeAttribute("aria-invalid");
+      }
+      $("st-char-error").hidden = true;
+    }
+
+    function fieldError(field, message) {
+      const id = FIELDS[field];
+      if (!id) { showError($("st-char-error"), sentence(message)); return; }
+      showError($(id + "-error"), sentence(message));
+      $(id).setAttribute("aria-invalid", "true");
+      $(id).focus();
+    }
+
+    function thumb(photo, alt) {
+      const img = el("img", { alt, loading: "lazy", decoding: "async" });
+      setSource(img, photo.thumbUrl);
+      return img;
+    }
+
+    function renderPhotos() {
+      $("st-char-photos").replaceChildren(...photos.map((photo, i) => {
+        const remove = el("button", { type: "button", className: "st-photo-remove", text: "×", "aria-label": "Remove photo " + (i + 1) });
+        remove.addEventListener("click", () => {
+          photos = photos.filter((p) => p !== photo);
+          renderPhotos();
+          fileInput.focus();
+        });
+        return el("li", { className: "st-photo" }, [thumb(photo, "Photo " + (i + 1)), remove]);
+      }));
+      fileInput.disabled = photos.length >= max;
+    }
+
+    function setMode(character) {
+      editing = character;
+      clearErrors();
+      $("st-char-form-title").textContent = character ? "Edit " + character.name : "New character";
+      save.textContent = character ? "Save changes" : "Create character";
+      $("st-char-cancel").hidden = !character;
+      $("st-char-name").value = character ? character.name : "";
+      $("st-char-description").value = character ? character.description : "";
+      photos = character ? character.photos.slice() : [];
+      renderPhotos();
+    }
+
+    function card(character) {
+      const edit = el("button", { type: "button", text: "Edit", "aria-label": "Edit " + character.name });
+      const remove = el("button", { type: "button", className: "danger", text: "Delete", "aria-label": "Delete " + character.name });
+      edit.addEventListener("click", () => { setMode(character); $("st-char-name").focus(); });
+      remove.addEventListener("click", () => {
+        deleting = character;
+        $("st-char-delete-title").textContent = "Delete " + character.name + "?";
+        dialog.returnValue = "";
+        dialog.showModal();
+      });
+      return el("li", { className: "card st-char", "data-character": character.id }, [
+        el("div", { className: "st-char-photos" }, character.photos.map((p, i) => thumb(p, character.name + ", photo " + (i + 1)))),
+        el("div", { className: "st-char-body" }, [
+          el("h2", { text: character.name }),
+          el("p", { className: "muted st-char-description", text: character.description || "No description." }),
+          el("div", { className: "row st-char-actions" }, [edit, remove]),
+        ]),
+      ]);
+    }
+
+    async function load() {
+      let items;
+      try {
+        items = (await mm.apiJson(api("/characters"))).items;
+      } catch (e) {
+        showError(listError, e.message);
+        return;
+      }
+      listError.hidden = true;
+      $("st-chars").replaceChildren(...items.map(card));
+      $("st-char-empty").hidden = items.length > 0;
+      $("st-char-total").textContent = plural(items.length, "character", "characters");
+    }
+
+    // Each photo is uploaded as soon as it is picked; the character takes their ids when saved.
+    fileInput.addEventListener("change", async () => {
+      const files = [...fileInput.files];
+      fileInput.value = "";
+      if (!files.length) return;
+      clearErrors();
+      const room = max - photos.length;
+      if (files.length > room) fieldError("file", "at most " + max + " photos per character: only the first " + room + " are kept");
+      uploading++;
+      save.disabled = true;
+      for (const file of files.slice(0, Math.max(room, 0))) {
+        const data = new FormData();
+        data.append("file", file, file.name);
+        try {
+          photos.push(await mm.apiJson(api("/photos"), { method: "POST", body: data }));
+          renderPhotos();
+          announce(file.name + " was added.");
+        } catch (e) {
+          fieldError("file", file.name + ": " + e.message);
+        }
+      }
+      uploading--;
+      save.disabled = uploading > 0;
+    });
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (uploading) return;
+      clearErrors();
+      const name = $("st-char-name").value;
+      const description = $("st-char-description").value;
+      const ids = photos.map((p) => p.id);
+      const was = editing;
+      let request;
+      if (was) { // only what changed
+        const body = {};
+        if (name !== was.name) body.name = name;
+        if (description !== was.description) body.description = description;
+        if (ids.join(" ") !== was.photos.map((p) => p.id).join(" ")) body.photo_ids = ids;
+        if (!Object.keys(body).length) { setMode(null); announce("Nothing changed."); return; }
+        request = () => mm.apiJson(api("/characters/" + enc(was.id)), { method: "PATCH", json: body });
+      } else {
+        request = () => mm.apiJson(api("/characters"), { method: "POST", json: { name, description, photo_ids: ids } });
+      }
+      save.disabled = true;
+      try {
+        const saved = await request();
+        setMode(null);
+        await load();
+        announce((was ? "Saved " : "Created ") + saved.name + ".");
+      } catch (e) {
+        fieldError(e.body && e.body.field, e.message);
+      } finally {
+        save.disabled = uploading > 0;
+      }
+    });
+
+    $("st-char-cancel").addEventListener("click", () => setMode(null));
+
+    dialog.addEventListener("close", async () => {
+      const character = deleting;
+      deleting = null;
+      if (dialog.returnValue !== "delete" || !character) return;
+      try {
+        await mm.apiJson(api("/characters/" + enc(character.id)), { method: "DELETE" });
+      } catch (e) {
+        showError(listError, character.name + " could not be deleted: " + sentence(e.message));
+        return;
+      }
+      if (editing && editing.id === character.id) setMode(null);
+      await load();
+      announce(character.name + " was deleted.");
+    });
+
+    setMode(null);
+    load();
+  }
+
+  const views = { home, scene: scenePage, gallery, read: reader, characters };
   document.addEventListener("DOMContentLoaded", () => {
     const view = views[root.dataset.view];
     if (view) view();
