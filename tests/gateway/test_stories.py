@@ -230,6 +230,18 @@ async def test_bad_input_and_other_tiers_are_refused(
     cases: list[tuple[str, dict[str, Any], str, str]] = [
         ("/api/stories/kids/stories", {"premise": "   "}, "premise", "empty"),
         (
+            "/api/stories/kids/stories",
+            {"premise": "x", "text_model": "nope/nothing"},
+            "model",
+            "nope/nothing",
+        ),
+        (
+            "/api/stories/kids/stories",
+            {"premise": "x", "image_model": "nope/nothing"},
+            "image_model",
+            "usable",
+        ),
+        (
             "/api/stories/teens/stories",
             {"premise": "x", "image_model": "xai/grok-2-image"},
             "image_model",
@@ -253,6 +265,7 @@ async def test_bad_input_and_other_tiers_are_refused(
         assert says in error["message"], (body, error)
     tree = (await running.client.get(f"{KIDS}/stories/{story_id}")).json()
     assert tree["sceneCount"] == 1  # nothing was added by the refused choices
+    assert (await running.client.get(f"{KIDS}/stories")).json()["total"] == 1  # nor by refused starts
 
 
 async def test_no_usable_image_model_points_to_onboarding(live: OpenLive, ollama: FakeOllamaServer) -> None:

@@ -205,6 +205,8 @@ class StoryService:
         text_model = (
             start.text_model or tier.text_model or (tier.text_models[0] if tier.text_models else None)
         )
+        if start.text_model:  # a model that does not exist is a 400 listing those that do, before anything
+            text_model = self.registry.resolve(start.text_model).entry.id
         text_model = text_model or self.router.planner.default_model() or ""
         if text_model:
             check_allowed(text_model, tier.text_models, "text", "text_model")
@@ -603,11 +605,11 @@ class StoryService:
         scene = await self._scene(tier_name, scene_id)
         job_id = scene.image_job_id if kind == "image" else scene.video_job_id
         kept = scene.image_asset_id if kind == "image" else scene.video_asset_id
-        if kept is not None and (job_id is None or await self._present(kept)):
-            # recorded (or imported): it is there, or it failed because its file is gone
+        if kept is not None:  # recorded (or imported): there, or failed because its file is gone
             if await self._present(kept):
                 return MediaState("complete", url=f"/api/stories/{tier_name}/media/{kept}")
-            return MediaState("failed", error=f"the {kind} file is missing from the media store")
+            if job_id is None:
+                return MediaState("failed", error=f"the {kind} file is missing from the media store")
         if job_id is None:
             return MediaState("none")
         try:
