@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.servers import postgres_server, redis_server
+
+# pytest-xdist's workers start with COLUMNS=80 in their environment, and rich fixes a console's width
+# when it is made (the CLI's consoles are made at import). Each CLI test sets the width it wants.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session")
