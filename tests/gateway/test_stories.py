@@ -197,6 +197,67 @@ async def test_a_broken_answer_is_repaired_once_then_the_scene_fails_with_why(
     assert (await follow(running, "kids", again["scene"]["id"]))[-1][1]["scene"]["title"] == "Second try"
 
 
+async def test_the_picture_starts_as_soon_as_its_prompt_is_written(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer, grok: FakeXAIVideoServer
+) -> None:
+    running = await live(env_for(ollama, openai, grok), config=config())
+    text = scene_text("Early")
+    cut = text.index('"choices"') + len('"choices": [')
+    held = Reply(chunks=[text[:cut], text[cut:]], hold_after=1)  # the choices wait until released
+    ollama.script(held)
+    made = await running.client.post(
+        f"{KIDS}/stories",
+        json={"premise": "a kite", "image_model": "openai/gpt-image-1", "video_mode": True},
+    )
+    scene_id = made.json()["scene"]["id"]
+    events: list[tuple[str, Any]] = []
+    picture: dict[str, Any] = {}
+    async with running.client.stream("GET", f"{KIDS}/scenes/{scene_id}/events") as response:
+        async for kind, data in sse_events(response):
+            events.append((kind, data))
+            if kind == "picture":
+                picture = data["scene"]
+                assert picture["state"] == "writing" and picture["imagePrompt"].startswith("Early, a girl")
+                # the picture, then its video, are made while the text model still holds the choices
+                assert (await wait_done(running, picture["videoJobId"]))["job"]["state"] == "complete"
+                image = (await running.client.get(f"/kids/story/image/{scene_id}")).json()
+                assert image["status"] == "complete"
+                assert (await running.client.get(f"{KIDS}/scenes/{scene_id}")).json()["state"] == "writing"
+                held.resume.set()
+    kinds = [kind for kind, _ in events]
+    assert kinds.index("picture") < len(kinds) - 1 and kinds[-1] == "scene", kinds
+    written = events[-1][1]["scene"]
+    assert written["choices"] == ["Early choice 0", "Early choice 1", "Early choice 2"]
+    assert (written["imageJobId"], written["videoJobId"]) == (picture["imageJobId"], picture["videoJobId"])
+    assert len(openai.generation_bodies()) == 1 and len(grok.generation_bodies()) == 1  # not made twice
+
+
+async def test_a_picture_started_for_an_answer_that_is_repaired_is_made_again_from_the_repair(
+    live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer
+) -> None:
+    running = await live(env_for(ollama, openai, None), config=config())
+    broken = json.loads(scene_text("Broken"))
+    broken["choices"] = ["only one"]  # a whole image prompt, then an answer that is not a scene
+    ollama.script(Reply(text=json.dumps(broken)), Reply(text=scene_text("Fixed")))
+    made = (await running.client.post(f"{KIDS}/stories", json={"premise": "a kite"})).json()
+    events = await follow(running, "kids", made["scene"]["id"])
+    (early,) = [data["scene"] for kind, data in events if kind == "picture"]
+    assert early["imagePrompt"].startswith("Broken, a girl")
+    written = events[-1][1]["scene"]
+    assert written["title"] == "Fixed" and written["imageJobId"] != early["imageJobId"]
+    assert (await wait_done(running, written["imageJobId"]))["job"]["state"] == "complete"
+    assert openai.generation_bodies()[-1]["prompt"].startswith("Fixed, a girl")
+    dropped = (await running.client.get(f"/api/jobs/{early['imageJobId']}")).json()
+    assert dropped["state"] in ("cancelled", "complete")  # cancelled, unless it was already made
+
+    # an answer that is never a scene leaves no picture behind on the failed scene
+    ollama.script(Reply(text=json.dumps(broken)), Reply(text=json.dumps(broken)))
+    again = (await running.client.post(f"{KIDS}/stories", json={"premise": "a bear"})).json()
+    kind, failed = (await follow(running, "kids", again["scene"]["id"]))[-1]
+    assert kind == "error" and failed["scene"]["imageJobId"] is None
+    assert (await running.client.get(f"/kids/story/image/{again['scene']['id']}")).json()["status"] == "none"
+
+
 async def test_bad_input_and_other_tiers_are_refused(
     live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer
 ) -> None:

@@ -247,8 +247,10 @@ async def get_scene(tier: str, scene_id: str, studio: StudioDep) -> JSONResponse
 
 @router.get("/api/stories/{tier}/scenes/{scene_id}/events", response_model=None)
 async def scene_events(tier: str, scene_id: str, studio: StudioDep) -> Response:
-    """Server-sent events while the scene is written: `partial` with the fields written so far, then
-    `scene` (the stored scene) or `error`. A scene already written answers `scene` at once."""
+    """Server-sent events while the scene is written: `partial` with the fields written so far,
+    `picture` (the scene with its image job, and video job in video mode) as soon as its image prompt is
+    complete, then `scene` (the stored scene) or `error`. A scene already written answers `scene` at
+    once."""
     stories = studio.stories
     await stories.scene(tier, scene_id)  # a 404 before the stream starts
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -109,9 +109,10 @@ class StoryStart:
 
 @dataclass(frozen=True, slots=True)
 class SceneEvent:
-    """``partial`` (the fields written so far), ``scene`` (written and stored) or ``error``."""
+    """``partial`` (the fields written so far), ``picture`` (the scene with its picture jobs, started
+    while the rest is written), ``scene`` (written and stored) or ``error``."""
 
-    type: Literal["partial", "scene", "error"]
+    type: Literal["partial", "picture", "scene", "error"]
     scene_id: str
     partial: Mapping[str, Any] = field(default_factory=dict)
     scene: Scene | None = None
@@ -128,12 +129,15 @@ class MediaState:
 
 @dataclass
 class _Writing:
-    """A scene being written: the latest partial fields and the pages following it."""
+    """A scene being written: the latest partial fields, the pages following it, and the picture jobs
+    started as soon as the answer's image prompt was complete (`picture_prompt`, `pictures`)."""
 
     scene_id: str
     partial: dict[str, Any] = field(default_factory=dict)
     listeners: list[asyncio.Queue[SceneEvent]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    picture_prompt: str | None = None
+    pictures: dict[str, Any] = field(default_factory=dict)
 
     def publish(self, event: SceneEvent) -> None:
         for queue in self.listeners:
@@ -447,7 +451,7 @@ class StoryService:
             while True:
                 event = await queue.get()
                 yield event
-                if event.type != "partial":
+                if event.type in ("scene", "error"):
                     return
         finally:
             active.listeners.remove(queue)
@@ -455,15 +459,26 @@ class StoryService:
     async def _write(self, tier_name: str, scene: Scene, active: _Writing) -> None:
         try:
             story, request, chars = await self._request(tier_name, scene)
-            answer, info = await self._generate(request, story.text_model, active)
+
+            async def picture_from(prompt: str) -> None:
+                active.picture_prompt = prompt
+                early = replace(scene, image_prompt=prompt)
+                active.pictures = await self._start_pictures(tier_name, story, early, chars)
+                if active.pictures:  # the page shows the picture coming while the narrative is written
+                    started = await self.store.update_scene(
+                        tier_name, scene.id, {"image_prompt": prompt, **active.pictures}
+                    )
+                    active.publish(SceneEvent("picture", scene.id, scene=started))
+
+            answer, info = await self._generate(request, active, picture_from)
             parsed = writing.parse_scene(answer)
             attempts = [a.as_dict() for a in info.attempts]
             if isinstance(parsed, writing.Unreadable):
                 repair = writing.repair_messages(request.messages, answer, parsed)
                 answer, info = await self._generate(
                     ChatRequest(model=request.model, messages=repair, json_mode=request.json_mode),
-                    story.text_model,
                     active,
+                    picture_from,
                 )
                 attempts += [a.as_dict() for a in info.attempts]
                 parsed = writing.parse_scene(answer)
@@ -491,11 +506,20 @@ class StoryService:
             if written.parent_id is None and not story.title:
                 changes["title"] = parsed.title
             await self.store.update_story(tier_name, story.id, changes)
-            written = await self._illustrate(tier_name, story, written, chars)
+            if active.pictures and active.picture_prompt == parsed.image_prompt:
+                active.pictures = {}  # the jobs started early are this scene's: keep them
+            else:  # the repaired answer pictures something else (or nothing was started)
+                await self._drop_pictures(active)
+                written = await self._illustrate(tier_name, story, written, chars)
             active.publish(SceneEvent("scene", scene.id, scene=written))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await self.store.update_scene(tier_name, scene.id, {"state": "failed", "error": INTERRUPTED})
+                await self._drop_pictures(active)
+                await self.store.update_scene(
+                    tier_name,
+                    scene.id,
+                    {"state": "failed", "error": INTERRUPTED, "image_job_id": None, "video_job_id": None},
+                )
             raise
         except Exception as exc:  # the scene must end failed with the reason, never stay "writing"
             message = (
@@ -505,8 +529,11 @@ class StoryService:
                 log.exception("writing scene %s failed", scene.id)
             failed = None
             with contextlib.suppress(Exception):
+                await self._drop_pictures(active)  # a failed scene has no picture coming
                 failed = await self.store.update_scene(
-                    tier_name, scene.id, {"state": "failed", "error": message}
+                    tier_name,
+                    scene.id,
+                    {"state": "failed", "error": message, "image_job_id": None, "video_job_id": None},
                 )
             active.publish(SceneEvent("error", scene.id, scene=failed, error=message))
         finally:
@@ -530,7 +557,12 @@ class StoryService:
         )
         return story, ChatRequest(model=story.text_model, messages=tuple(messages), json_mode=False), chars
 
-    async def _generate(self, request: ChatRequest, model: str, active: _Writing) -> tuple[str, RouteInfo]:
+    async def _generate(
+        self, request: ChatRequest, active: _Writing, picture_from: Callable[[str], Awaitable[None]]
+    ) -> tuple[str, RouteInfo]:
+        """The answer as it streams, published as partial scenes; `picture_from` is called once, with
+        the image prompt, as soon as it is complete (the next field began), so the picture is made while
+        the rest of the scene is written."""
         stream = self.router.stream(request, RouteOptions(route="story"))
         text = ""
         shown: Mapping[str, Any] = {}
@@ -544,6 +576,9 @@ class StoryService:
                         shown = partial
                         active.partial = dict(partial)
                         active.publish(SceneEvent("partial", active.scene_id, partial=dict(partial)))
+                        prompt = writing.complete_image_prompt(partial)
+                        if prompt and active.picture_prompt is None:
+                            await picture_from(prompt)
                 elif event.type == "error":
                     raise stream.info.error or StudioError(event.error or "the text model failed")
         finally:
@@ -555,7 +590,16 @@ class StoryService:
     async def _illustrate(
         self, tier_name: str, story: Story, scene: Scene, chars: Iterable[Character]
     ) -> Scene:
-        """The scene's image job and, in video mode, its video job that waits for the image."""
+        """Start the scene's pictures and record them on the scene."""
+        fields = await self._start_pictures(tier_name, story, scene, chars)
+        return await self.store.update_scene(tier_name, scene.id, fields) if fields else scene
+
+    async def _start_pictures(
+        self, tier_name: str, story: Story, scene: Scene, chars: Iterable[Character]
+    ) -> dict[str, Any]:
+        """The scene's image job and, in video mode, its video job that waits for the image: their ids as
+        scene fields (none when the picture could not be started: the scene still reads, and its picture
+        shows the reason and a retry)."""
         tier = self.tiers.get(tier_name)
         fields: dict[str, Any] = {}
         try:
@@ -563,9 +607,17 @@ class StoryService:
             fields["image_job_id"] = image_job.id
             if story.video_mode and story.video_model:
                 fields["video_job_id"] = (await self._video_job(tier, story, scene, image_job.id)).id
-        except StudioError as exc:  # the scene still reads; its picture shows the reason and a retry
+        except StudioError as exc:
             log.warning("scene %s: its picture could not be started: %s", scene.id, exc.message)
-        return await self.store.update_scene(tier_name, scene.id, fields) if fields else scene
+        return fields
+
+    async def _drop_pictures(self, active: _Writing) -> None:
+        """Cancel the jobs started early for an answer that is not the scene after all."""
+        for job_id in (active.pictures.get("video_job_id"), active.pictures.get("image_job_id")):
+            if job_id:
+                with contextlib.suppress(StudioError):
+                    await self.jobs.cancel(job_id)
+        active.pictures = {}
 
     async def _image_job(
         self, tier_name: str, tier: TierConfig, story: Story, scene: Scene, chars: Iterable[Character]

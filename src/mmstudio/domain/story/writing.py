@@ -151,3 +151,13 @@ def partial_scene(text: str) -> Mapping[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def complete_image_prompt(partial: Mapping[str, Any]) -> str | None:
+    """The image prompt once it is whole: a field that another one follows (the model writes the fields
+    in order, and the partial reading keeps the last one only as far as it arrived)."""
+    keys = list(partial)
+    if "image_prompt" not in keys or keys[-1] == "image_prompt":
+        return None
+    prompt = partial["image_prompt"]
+    return prompt.strip() or None if isinstance(prompt, str) else None

@@ -238,6 +238,7 @@
       video = mediaBox(scene, "video", () => image.follow());
       holder.append(video.box);
     }
+    return video ? [image, video] : [image];
   }
 
   // -- the home: start a story -------------------------------------------------------------------
@@ -368,15 +369,28 @@
         return;
       }
       if (scene.state === "failed") {
+        showMedia(null);  // a picture started for an answer that was not used is gone
         state.textContent = "This scene could not be written.";
         $("st-error-text").textContent = sentence(scene.error);
         return;
       }
       state.textContent = "";
-      $("st-media").replaceChildren();
-      sceneMedia($("st-media"), scene, tree.videoMode);
+      showMedia(scene);
       renderChoices();
       renderBranches();
+    }
+
+    // The scene's picture (and video): made again only when its jobs changed, so a picture shown
+    // while the narrative was written stays as it is.
+    let mediaShown = null;
+    let mediaBoxes = [];
+    function showMedia(current) {
+      const key = current ? [current.imageJobId, current.videoJobId].join("|") : null;
+      if (key === mediaShown) return;
+      mediaShown = key;
+      for (const box of mediaBoxes) box.stop();
+      $("st-media").replaceChildren();
+      mediaBoxes = current ? sceneMedia($("st-media"), current, tree.videoMode) : [];
     }
 
     function renderChoices() {
@@ -441,6 +455,8 @@
         for await (const { event, data } of mm.events(response, controller.signal)) {
           if (event === "partial") {
             renderHead(data.title, data.narrative);
+          } else if (event === "picture" && data.scene) {
+            showMedia(data.scene);  // the picture is on its way while the narrative is written
           } else if (event === "scene" || event === "error") {
             ended = true;
             const next = data.scene || Object.assign({}, scene, { state: "failed", error: data.error });
