@@ -91,7 +91,14 @@ async def test_a_story_is_written_illustrated_animated_and_branched(
     running = await live(env_for(ollama, openai, grok), config=config(teens=TierConfig(name="Teens")))
     info = (await running.client.get(KIDS)).json()
     assert info["name"] == "Kids" and info["videoAllowed"] and info["videoAvailable"]
-    assert "openai/gpt-image-1" in info["imageModels"] and "xai/grok-imagine-video" in info["videoModels"]
+    images = {m["id"]: m for m in info["imageModels"]}
+    assert images["openai/gpt-image-1"] == {
+        "id": "openai/gpt-image-1",
+        "name": "GPT Image 1",
+        "provider": "OpenAI",
+    }
+    assert images["xai/grok-imagine-image"]["name"] == "Grok Imagine"  # XAI_API_KEY is set
+    assert "xai/grok-imagine-video" in [m["id"] for m in info["videoModels"]]
 
     lantern = Reply(text=scene_text("The Lantern"), hold_after=8)  # mid-scene until the page follows
     ollama.script(lantern)
@@ -236,11 +243,14 @@ async def test_a_picture_started_for_an_answer_that_is_repaired_is_made_again_fr
     live: OpenLive, ollama: FakeOllamaServer, openai: FakeOpenAIImagesServer
 ) -> None:
     running = await live(env_for(ollama, openai, None), config=config())
+    offered = [m["id"] for m in (await running.client.get(KIDS)).json()["imageModels"]]
+    assert "openai/gpt-image-1" in offered and not [m for m in offered if m.startswith("xai/")]  # no key
     broken = json.loads(scene_text("Broken"))
     broken["choices"] = ["only one"]  # a whole image prompt, then an answer that is not a scene
-    ollama.script(Reply(text=json.dumps(broken)), Reply(text=scene_text("Fixed")))
+    repair = Reply(text=scene_text("Fixed"), hold_after=1)  # until the page follows
+    ollama.script(Reply(text=json.dumps(broken)), repair)
     made = (await running.client.post(f"{KIDS}/stories", json={"premise": "a kite"})).json()
-    events = await follow(running, "kids", made["scene"]["id"])
+    events = await follow(running, "kids", made["scene"]["id"], repair)
     (early,) = [data["scene"] for kind, data in events if kind == "picture"]
     assert early["imagePrompt"].startswith("Broken, a girl")
     written = events[-1][1]["scene"]

@@ -74,7 +74,7 @@ async def test_memory_mode_sends_the_cast_and_their_photos_and_nothing_without_i
     with FakeOllamaServer() as ollama:
         running = await live({**engines(ollama, None), **engine.env}, config=config())
         info = (await running.client.get(KIDS)).json()
-        ours = [m for m in info["imageModels"] if m.startswith(f"{engine.provider}/")]
+        ours = [m["id"] for m in info["imageModels"] if m["id"].startswith(f"{engine.provider}/")]
         model = info["defaultImageModel"] if info["defaultImageModel"] in ours else ours[0]
         upload = await running.client.post(
             f"{KIDS}/photos",

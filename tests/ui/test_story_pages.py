@@ -73,7 +73,7 @@ async def test_a_story_is_played_with_video_branched_found_in_the_gallery_and_re
     image_model = page.get_by_label("Image model")
     await expect(image_model).to_be_enabled()
     await expect(
-        image_model.locator('optgroup[label="openai"] > option[value="openai/gpt-image-1"]')
+        image_model.locator('optgroup[label="OpenAI"] > option[value="openai/gpt-image-1"]')
     ).to_have_count(1)
     await image_model.select_option("openai/gpt-image-1")
     await expect(page.get_by_label("Memory mode")).not_to_be_checked()

@@ -181,8 +181,8 @@ async def tier_info(tier: str, studio: StudioDep) -> JSONResponse:
             "maxScenes": config.max_scenes,
             "videoAllowed": config.video,
             "videoAvailable": bool(videos),
-            "imageModels": stories.image_models(config),
-            "videoModels": videos,
+            "imageModels": _image_choices(studio, stories.image_models(config)),
+            "videoModels": _video_choices(studio, videos),
             "defaultImageModel": config.image_model,
         }
     )
@@ -461,6 +461,33 @@ async def import_story(tier: str, request: Request, studio: StudioDep) -> JSONRe
 def _download(data: dict[str, Any], extension: str) -> dict[str, str]:
     slug = re.sub(r"[^a-z0-9]+", "-", (data.get("title") or "story").lower()).strip("-") or "story"
     return {"Content-Disposition": f'attachment; filename="{slug[:60]}.{extension}"'}
+
+
+def _image_choices(studio: Any, ids: list[str]) -> list[dict[str, str]]:
+    """The usable image models as the home page lists them: id, name, and the provider they group by."""
+    views = {v.entry.id: v for v in studio.registry.views()}
+    return [
+        {
+            "id": model_id,
+            "name": views[model_id].entry.display_name if model_id in views else model_id,
+            "provider": views[model_id].endpoint.display_name
+            if model_id in views
+            else model_id.split("/")[0],
+        }
+        for model_id in ids
+    ]
+
+
+def _video_choices(studio: Any, ids: list[str]) -> list[dict[str, str]]:
+    entries = studio.stories.video_models.entries
+    return [
+        {
+            "id": model_id,
+            "name": entries[model_id].display_name if model_id in entries else model_id,
+            "provider": entries[model_id].provider if model_id in entries else model_id.split("/")[0],
+        }
+        for model_id in ids
+    ]
 
 
 def _known(studio: Any) -> dict[str, str]:

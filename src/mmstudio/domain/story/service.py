@@ -138,6 +138,7 @@ class _Writing:
     task: asyncio.Task[None] | None = None
     picture_prompt: str | None = None
     pictures: dict[str, Any] = field(default_factory=dict)
+    picture_event: SceneEvent | None = None  # replayed to a page that follows later
 
     def publish(self, event: SceneEvent) -> None:
         for queue in self.listeners:
@@ -448,6 +449,8 @@ class StoryService:
         try:
             if active.partial:
                 yield SceneEvent("partial", scene_id, partial=dict(active.partial))
+            if active.picture_event is not None:
+                yield active.picture_event
             while True:
                 event = await queue.get()
                 yield event
@@ -468,7 +471,8 @@ class StoryService:
                     started = await self.store.update_scene(
                         tier_name, scene.id, {"image_prompt": prompt, **active.pictures}
                     )
-                    active.publish(SceneEvent("picture", scene.id, scene=started))
+                    active.picture_event = SceneEvent("picture", scene.id, scene=started)
+                    active.publish(active.picture_event)
 
             answer, info = await self._generate(request, active, picture_from)
             parsed = writing.parse_scene(answer)
@@ -617,7 +621,7 @@ class StoryService:
             if job_id:
                 with contextlib.suppress(StudioError):
                     await self.jobs.cancel(job_id)
-        active.pictures = {}
+        active.pictures, active.picture_event = {}, None
 
     async def _image_job(
         self, tier_name: str, tier: TierConfig, story: Story, scene: Scene, chars: Iterable[Character]

@@ -255,17 +255,17 @@
       showError(error, e.message);
       return;
     }
-    const groups = new Map();
-    for (const id of info.imageModels) {
-      const provider = id.includes("/") ? id.split("/")[0] : "other";
-      if (!groups.has(provider)) groups.set(provider, []);
-      groups.get(provider).push(id);
+    const groups = new Map();  // by provider, in the order the studio gives them (local first)
+    for (const model of info.imageModels) {
+      if (!groups.has(model.provider)) groups.set(model.provider, []);
+      groups.get(model.provider).push(model);
     }
-    select.replaceChildren(...[...groups].map(([provider, ids]) => el("optgroup", { label: provider },
-      ids.map((id) => el("option", { value: id, text: id.slice(provider.length + 1) || id })))));
-    if (info.imageModels.length) {
+    select.replaceChildren(...[...groups].map(([provider, models]) => el("optgroup", { label: provider },
+      models.map((m) => el("option", { value: m.id, text: m.name, title: m.id })))));
+    const ids = info.imageModels.map((m) => m.id);
+    if (ids.length) {
       select.disabled = false;
-      select.value = info.imageModels.includes(info.defaultImageModel) ? info.defaultImageModel : info.imageModels[0];
+      select.value = ids.includes(info.defaultImageModel) ? info.defaultImageModel : ids[0];
     } else {
       select.replaceChildren(el("option", { value: "", text: "No image model is usable" }));
       error.replaceChildren("No image model is usable here yet. ", el("a", { href: "/onboarding", text: "Set one up" }), ".");
