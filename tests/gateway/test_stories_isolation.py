@@ -117,3 +117,39 @@ async def wait_done_with(running: Any, key: str, job_id: str) -> None:
     ) as response:
         events = [event async for event in sse_events(response)]
     assert events[-1][0] == "done", events
+
+
+async def test_a_kids_key_reaches_only_the_models_the_kids_tier_allows(live: OpenLive) -> None:
+    with FakeOllamaServer() as ollama, FakeOpenAIImagesServer(api_key="sk-iso-0123456789abcdef") as openai:
+        running = await live(
+            env_for(ollama, openai, None),
+            config=config(kids=TierConfig(name="Kids", image_models=("openai/gpt-image-1-mini",))),
+        )
+        client = running.client
+        admin = (await client.post("/api/admin/keys", json={"name": "admin"})).json()["key"]
+        kid = {
+            "x-api-key": (
+                await client.post(
+                    "/api/admin/keys", json={"name": "kids", "tiers": ["kids"]}, headers={"x-api-key": admin}
+                )
+            ).json()["key"]
+        }
+        offered = (await client.get(KIDS, headers=kid)).json()["imageModels"]
+        assert [m["id"] for m in offered] == ["openai/gpt-image-1-mini"]  # GPT Image 1 is set up, not allowed
+        refused = await client.post(
+            f"{KIDS}/stories", json={"premise": "a kite", "image_model": "openai/gpt-image-1"}, headers=kid
+        )
+        assert refused.status_code == 400 and refused.json()["field"] == "image_model"
+        assert "allowed: openai/gpt-image-1-mini" in refused.json()["message"]
+        assert (await client.get(f"{KIDS}/stories", headers=kid)).json()["total"] == 0  # nothing stored
+        # nor can the key ask any model directly, outside story mode
+        direct = await client.post(
+            "/v1/chat/completions",
+            json={"model": "ollama/llama3.2:latest", "messages": [{"role": "user", "content": "hi"}]},
+            headers=kid,
+        )
+        assert direct.status_code == 403
+        image = await client.post(
+            "/v1/images/generations", json={"model": "openai/gpt-image-1", "prompt": "a kite"}, headers=kid
+        )
+        assert image.status_code == 403 and openai.generation_bodies() == []
