@@ -135,7 +135,12 @@ async def test_a_story_is_written_illustrated_animated_and_branched(
 
     # the picture: an image job with the tier's moderation; then the video made from it
     image_job = written["scene"]["imageJobId"]
-    assert (await wait_done(running, image_job))["job"]["state"] == "complete"
+    done = (await wait_done(running, image_job))["job"]
+    assert done["state"] == "complete"
+    (output,) = done["outputs"]  # the Jobs page links a story's picture where it is served: its tier
+    assert output["url"] == f"/api/stories/kids/media/{output['id']}"
+    assert (await running.client.get(output["url"])).status_code == 200
+    assert (await running.client.get(output["posterUrl"])).status_code == 200
     (body,) = openai.generation_bodies()
     assert body["prompt"].startswith("The Lantern, a girl with a lantern") and body["moderation"] == "auto"
     image = (await running.client.get(f"/kids/story/image/{first['id']}")).json()

@@ -205,6 +205,8 @@ async def retry_job(job_id: str, request: Request, studio: StudioDep) -> JSONRes
 
 
 def job_json(job: Job) -> dict[str, Any]:
+    tier = job.request.get("tier")  # a story's picture or video is served only under its tier
+    media = f"/api/stories/{tier}/media" if isinstance(tier, str) and tier else "/api/media"
     return {
         "id": job.id,
         "kind": job.kind,
@@ -224,7 +226,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "errorKind": job.error_kind,
         "error": job.error_message,
         "outputs": [
-            {"id": o, "url": f"/api/media/{o}", "posterUrl": f"/api/media/{o}/thumb"} for o in job.output_ids
+            {"id": o, "url": f"{media}/{o}", "posterUrl": f"{media}/{o}/thumb"} for o in job.output_ids
         ],
         "attemptCount": job.attempt_count,
         "createdAt": job.created_at.isoformat(),
