@@ -147,3 +147,25 @@ async def test_the_default_body_limit_is_20_mb(live: OpenLive, ollama: FakeOllam
         URL, content=b"x" * 21_000_000, headers={"content-type": "application/json"}
     )
     assert response.status_code == 413 and "20 MB" in response.json()["error"]["message"]
+
+
+async def test_a_405_names_every_method_the_path_takes(live: OpenLive, ollama: FakeOllamaServer) -> None:
+    studio = await live(engines(ollama, None))
+    for path, allowed in (
+        ("/api/admin/keys", {"GET", "POST"}),  # one route per method: Starlette's own 405 named one
+        ("/api/models/active", {"GET", "PUT"}),
+        ("/api/chat/ui/memories", {"GET", "POST"}),
+        ("/v1/chat/completions", {"POST"}),
+    ):
+        answer = await studio.client.request("OPTIONS", path)
+        assert answer.status_code == 405, (path, answer.text)
+        named = {m.strip() for m in answer.headers["allow"].split(",")}
+        assert allowed <= named and "OPTIONS" not in named, (path, named)
+        # and each method it names is one the path takes (not a 405 again)
+        for method in named:
+            taken = await studio.client.request(method, path, json={})
+            assert taken.status_code != 405, (method, path)
+        body = answer.json()
+        message = body["error"]["message"] if path.startswith("/v1") else body["message"]
+        assert message.startswith(f"OPTIONS is not allowed on {path}; allowed: "), body
+        assert all(method in message for method in allowed), body

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from mmstudio.errors import (
     AllModelsFailed,
@@ -148,6 +149,22 @@ def _openai_code(exc: StudioError) -> str | None:
     return None
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at this path (asked of the routes themselves, one method
+    at a time). Starlette's own 405 names only the methods of the first route that matched the path,
+    and a path often has one route per method."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, exc: StudioError) -> JSONResponse:
@@ -180,6 +197,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            exc = StarletteHTTPException(
+                405, f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+            )
         if is_openai_path(request.url.path):
             body = openai_body(exc.status_code, str(exc.detail))
             return JSONResponse(body, status_code=exc.status_code, headers=headers)
