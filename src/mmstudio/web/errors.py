@@ -153,9 +153,13 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at this path (asked of the routes themselves, one method
-    at a time). Starlette's own 405 names only the methods of the first route that matched the path,
-    and a path often has one route per method."""
+    """Every method some route of the app takes at this path: those its OpenAPI path lists when it is a
+    documented path of its own, else asked of the routes themselves, one method at a time. Starlette's
+    own 405 names only the methods of the first route that matched the path, and a path often has one
+    route per method."""
+    documented = request.app.openapi().get("paths", {}).get(request.url.path)
+    if documented:  # a path of its own (`/conversations/import`), not a value of `/conversations/{id}`
+        return [m for m in _METHODS if m.lower() in documented]
     routes = request.app.router.routes
     allowed = []
     for method in _METHODS:
