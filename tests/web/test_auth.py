@@ -177,7 +177,7 @@ async def test_create_key_validation(open_client: Open) -> None:
             ({"name": "ok", "key": "mms-chosen-by-me"}, "key"),
         ):
             response = await client.post("/api/admin/keys", json=body)
-            assert response.status_code == 422, body
+            assert response.status_code == 400, body
             assert response.json()["error"] == "Invalid request" and field in response.json()["message"]
         assert (await client.get("/api/admin/keys")).json() == {"keys": []}
 

@@ -33,12 +33,12 @@ def client(app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
 CASES = [
     # (path, expected status, words the answer must contain)
     (f"/api/ui/codegen/projects/{UNKNOWN}", 404, UNKNOWN),
-    ("/api/ui/codegen/history?limit=0", 422, "limit"),
-    ("/api/ui/codegen/history?limit=101", 422, "limit"),
-    ("/api/ui/codegen/history?limit=many", 422, "limit"),
-    ("/api/ui/codegen/history?offset=-1", 422, "offset"),
-    ("/api/ui/codegen/history?current=" + "x" * 101, 422, "current"),
-    ("/api/ui/codegen/models?model=" + "x" * 401, 422, "model"),
+    ("/api/ui/codegen/history?limit=0", 400, "limit"),
+    ("/api/ui/codegen/history?limit=101", 400, "limit"),
+    ("/api/ui/codegen/history?limit=many", 400, "limit"),
+    ("/api/ui/codegen/history?offset=-1", 400, "offset"),
+    ("/api/ui/codegen/history?current=" + "x" * 101, 400, "current"),
+    ("/api/ui/codegen/models?model=" + "x" * 401, 400, "model"),
 ]
 
 

@@ -34,6 +34,7 @@ from mmstudio.web import (
     openai_api,
     openai_images,
     openai_videos,
+    openapi_doc,
     story_api,
     video_studio_api,
 )
@@ -89,6 +90,7 @@ def create_app(
 
     app = FastAPI(title="mmstudio", version=__version__, lifespan=lifespan)
     errors.install(app)
+    openapi_doc.install(app)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, Any]:

@@ -36,14 +36,20 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise InvalidRequest("; ".join(problems), field=first) from None
 
 
+MAX_OFFSET = 10**9  # a page's offset: far past any list, and within every database's integers
+
+
 def int_param(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise InvalidRequest(f"{name} must be a whole number; got {raw!r}", field=name) from None
+    if abs(value) > MAX_OFFSET:
+        raise InvalidRequest(f"{name} must be at most {MAX_OFFSET}; got {raw}", field=name)
+    return value
 
 
 PAGE_PARAMETERS: dict[str, Any] = {
@@ -60,7 +66,7 @@ PAGE_PARAMETERS: dict[str, Any] = {
             "in": "query",
             "required": False,
             "description": "how many to skip",
-            "schema": {"type": "integer", "minimum": 0, "default": 0},
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
         },
     ]
 }

@@ -21,6 +21,7 @@ from mmstudio.domain.chat.generation import Generation
 from mmstudio.domain.chat.service import ROUTING, Started
 from mmstudio.domain.chat.types import Conversation, ConversationUpdate, Message, PromptProfile
 from mmstudio.errors import InvalidRequest
+from mmstudio.web.bodies import MAX_OFFSET
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.sse import sse_event, sse_response
 
@@ -233,7 +234,7 @@ async def list_conversations(
         default=None, max_length=500, description="full-text search over titles and messages"
     ),
     limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     archived: bool = False,
 ) -> dict[str, Any]:
     page = await studio.conversations.store.list_conversations(

@@ -153,13 +153,16 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app takes at this path: those its OpenAPI path lists when it is a
-    documented path of its own, else asked of the routes themselves, one method at a time. Starlette's
-    own 405 names only the methods of the first route that matched the path, and a path often has one
-    route per method."""
-    documented = request.app.openapi().get("paths", {}).get(request.url.path)
-    if documented:  # a path of its own (`/conversations/import`), not a value of `/conversations/{id}`
-        return [m for m in _METHODS if m.lower() in documented]
+    """Every method some route of the app takes at this path: those of the most specific documented path
+    template it fits, else (an undocumented path) asked of the routes themselves, one method at a time.
+    Starlette's own 405 names only the methods of the first route that matched the path, and a path
+    often has one route per method."""
+    from mmstudio.web.openapi_doc import template_for  # the document's module needs this one's helpers
+
+    schema = request.app.openapi()
+    template = template_for(schema, request.url.path)
+    if template is not None:  # `/conversations/import` is its own path, not `/conversations/{id}`
+        return [m for m in _METHODS if m.lower() in schema["paths"][template]]
     routes = request.app.router.routes
     allowed = []
     for method in _METHODS:
@@ -190,13 +193,17 @@ def install(app: FastAPI) -> None:
                 first_field = first_field or "body"
                 problems.append("a JSON request body is required")
                 continue
-            where = ".".join(str(p) for p in loc if p != "body") or "body"
+            named = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+            where = ".".join(str(p) for p in named) or "body"
             first_field = first_field or where
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         message = "; ".join(problems) or "invalid request body"
         if is_openai_path(request.url.path):
             return JSONResponse(openai_body(400, message, param=first_field), status_code=400)
-        return JSONResponse({"error": "Invalid request", "message": message}, status_code=422)
+        body = {"error": "Invalid request", "message": message}
+        if first_field:
+            body["field"] = first_field
+        return JSONResponse(body, status_code=400)  # bad input is a 400 everywhere, as in the rest
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -19,8 +19,8 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
     admin: bool = Field(default=False, description="may manage keys (the first key always is)")
-    rpm: int | None = Field(default=None, ge=1, description="requests per minute for this key")
-    tpm: int | None = Field(default=None, ge=1, description="tokens per minute for this key")
+    rpm: int | None = Field(default=None, ge=1, le=10**9, description="requests per minute for this key")
+    tpm: int | None = Field(default=None, ge=1, le=10**12, description="tokens per minute for this key")
     tiers: list[str] | None = Field(
         default=None,
         min_length=1,

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 
 from mmstudio.domain.chat.service import ROUTING
 from mmstudio.domain.chat.types import Conversation, Message
+from mmstudio.web.bodies import MAX_OFFSET
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import chat_views, grouped
 from mmstudio.web.ui.templating import render
@@ -97,7 +98,7 @@ async def conversations(
     studio: StudioDep,
     q: str | None = Query(default=None, max_length=500),
     archived: bool = False,
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
     current: str | None = Query(default=None, max_length=100),
 ) -> HTMLResponse:
     query = (q or "").strip() or None

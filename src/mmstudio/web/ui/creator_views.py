@@ -22,6 +22,7 @@ from pygments.util import ClassNotFound
 
 from mmstudio.domain.codegen.catalog import FRAMEWORKS, TARGET_TYPES
 from mmstudio.domain.codegen.types import GeneratedFile, Project
+from mmstudio.web.bodies import MAX_OFFSET
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.ui.header import active_view, chat_views, grouped
 from mmstudio.web.ui.templating import render
@@ -142,7 +143,7 @@ async def history(
     request: Request,
     studio: StudioDep,
     limit: Annotated[int, Query(ge=1, le=100)] = HISTORY_PAGE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     current: Annotated[str | None, Query(max_length=100)] = None,
 ) -> HTMLResponse:
     """Earlier projects, newest first, `limit` at a time (a "Show more" button loads the next ones)."""
