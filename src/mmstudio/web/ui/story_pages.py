@@ -1,5 +1,6 @@
 """Story mode's pages, one tier at a time: the home (start a story), the scene view, the gallery, the
-reader and the characters (memory mode's cast), under `/{tier}/...`. They are shells: story.js fetches
+reader and the characters (memory mode's cast), under `/{tier}/...`; and `/stories`, the header's way in,
+which lists the enabled tiers (or goes straight to the only one). They are shells: story.js fetches
 everything from the story API.
 
 A tier that is unknown or switched off gets the same plain 404 page, so nothing confirms it exists.
@@ -76,6 +77,17 @@ def _page(
         view=view,
         **extra,
     )
+
+
+@router.get("/stories", response_class=HTMLResponse, response_model=None)
+async def story_tiers(request: Request, studio: StudioDep) -> Response:
+    """The enabled tiers; with exactly one, its home. `stories` is reserved, so no tier shadows this.
+    Switched-off tiers are never named; story counts come from the API (story.js), as on every page."""
+    names = studio.stories.tiers.enabled()
+    if len(names) == 1:
+        return RedirectResponse(f"/{names[0]}/", status_code=307)
+    tiers = [(name, studio.stories.tiers.get(name).name) for name in names]
+    return render(request, "story_tiers.html", page="story", title="Stories", tiers=tiers, view="tiers")
 
 
 @router.get("/{tier}/", response_class=HTMLResponse, response_model=None)

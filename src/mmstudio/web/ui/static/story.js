@@ -1,6 +1,6 @@
 // mmstudio story mode: a tier's home (start a story), the scene view (written live, its picture and
-// clip, choices and branches), the gallery (import), the reader (download, delete) and the characters
-// (memory mode's cast). Every page is a shell (story_*.html) whose #st-page says which view it is;
+// clip, choices and branches), the gallery (import; each card reads, downloads, deletes), the reader
+// (download, delete), the characters (memory mode's cast) and /stories (the enabled tiers). Every page is a shell (story_*.html) whose #st-page says which view it is;
 // everything shown comes from the story API.
 // Model output and people's words (titles, narratives, choices, prompts, names, descriptions) are only
 // ever set as textContent or attributes.
@@ -77,6 +77,11 @@
       button.disabled = false;
       button.textContent = old;
     }
+  }
+
+  // A story's export (`kind` json or html) saved through `button`: the reader's and each gallery card's.
+  function exportStory(button, storyId, kind) {
+    return download(button, api("/stories/" + enc(storyId) + "/export." + kind), "story." + kind);
   }
 
   // A narrative as paragraphs (blank lines between them), as text.
@@ -497,8 +502,46 @@
     const more = $("st-more");
     const error = $("st-gallery-error");
     let offset = 0;
+    let total = 0;
     let seq = 0;
     let debounce = null;
+
+    function showTotal() {
+      $("st-total").textContent = plural(total, "story", "stories");
+    }
+
+    // A deleted story's card leaves the grid; the count, the empty line and More's offset follow it,
+    // and focus goes to the next card (else the previous one, else the search box).
+    const askDelete = deleteDialog((storyId) => {
+      const gone = cards.querySelector('.st-card[data-story="' + CSS.escape(storyId) + '"]');
+      if (gone) {
+        const next = gone.nextElementSibling || gone.previousElementSibling;
+        gone.remove();
+        offset = Math.max(0, offset - 1);
+        (next ? next.querySelector(".st-card-link") : $("st-search")).focus();
+      }
+      total = Math.max(0, total - 1);
+      showTotal();
+      $("st-empty").hidden = total > 0 || !!$("st-search").value.trim();
+      announce("The story was deleted.");
+    });
+
+    // Read, Continue, the two downloads and Delete, each named with the story (a grid has many).
+    function cardActions(story) {
+      const name = story.title || "Untitled";
+      const button = (text, label, className) => el("button", { type: "button", className, text, "aria-label": label });
+      const json = button("Download JSON", "Download JSON of " + name, "st-card-action");
+      const html = button("Download web page", "Download web page of " + name, "st-card-action");
+      const remove = button("Delete", "Delete " + name, "st-card-action danger");
+      json.addEventListener("click", () => exportStory(json, story.id, "json"));
+      html.addEventListener("click", () => exportStory(html, story.id, "html"));
+      remove.addEventListener("click", () => askDelete(story.id, "Delete “" + name + "”?"));
+      return el("div", { className: "st-card-actions", role: "group", "aria-label": "Actions for " + name }, [
+        el("a", { href: readerUrl(story.id), className: "button st-card-action", text: "Read", "aria-label": "Read " + name }),
+        el("a", { href: "/" + enc(tier) + "/story/" + enc(story.id), className: "button st-card-action", text: "Continue", "aria-label": "Continue " + name }),
+        json, html, remove,
+      ]);
+    }
 
     function card(story) {
       const cover = story.coverUrl
@@ -518,7 +561,7 @@
         el("h2", {}, [el("a", { href: readerUrl(story.id), className: "st-card-link", text: story.title || "Untitled" })]),
         el("p", { className: "muted small st-premise", text: premise }),
         el("p", { className: "small st-meta" }, meta),
-        el("p", { className: "small" }, [el("a", { href: "/" + enc(tier) + "/story/" + enc(story.id), text: "Continue", "aria-label": "Continue " + (story.title || "Untitled") })]),
+        cardActions(story),
       ]);
     }
 
@@ -541,7 +584,8 @@
       if (reset) cards.replaceChildren();
       cards.append(...page.items.map(card));
       offset += page.items.length;
-      $("st-total").textContent = page.total === 1 ? "1 story" : page.total + " stories";
+      total = page.total;
+      showTotal();
       $("st-empty").hidden = page.total > 0 || !!q;
       more.hidden = offset >= page.total;
       more.disabled = false;
@@ -584,10 +628,10 @@
     const storyId = root.dataset.story;
     const error = $("st-read-error");
     for (const button of [$("st-download-json"), $("st-download-html")]) {
-      const kind = button.dataset.kind;
-      button.addEventListener("click", () => download(button, api("/stories/" + enc(storyId) + "/export." + kind), "story." + kind));
+      button.addEventListener("click", () => exportStory(button, storyId, button.dataset.kind));
     }
-    deleteDialog(storyId);
+    const askDelete = deleteDialog(() => location.assign("/" + enc(tier) + "/gallery"));
+    $("st-delete").addEventListener("click", () => askDelete(storyId));
     let tree;
     try {
       tree = await mm.apiJson(api("/stories/" + enc(storyId)));
@@ -623,31 +667,41 @@
     }));
   }
 
-  // Delete asks first; the story's pictures and videos are kept unless the box is ticked.
-  function deleteDialog(storyId) {
+  // Delete asks first in the page's #st-delete-dialog (the reader's and the gallery's); the story's
+  // pictures and videos are kept unless the box is ticked. Returns ask(storyId, heading?): it opens the
+  // dialog for that story (`heading` replaces its title); `onDeleted(storyId)` follows a delete, and a
+  // failure stays in the dialog with the studio's words.
+  function deleteDialog(onDeleted) {
     const dialog = $("st-delete-dialog");
     const confirm = $("st-delete-confirm");
     const problem = $("st-delete-error");
-    $("st-delete").addEventListener("click", () => {
+    let storyId = null;
+    function ask(id, heading) {
+      storyId = id;
+      if (heading) $("st-delete-title").textContent = heading;
       problem.hidden = true;
       $("st-delete-media").checked = false;
       confirm.disabled = false;
       dialog.showModal();
-    });
+    }
     dialog.querySelector("form").addEventListener("submit", async (event) => {
       if (!event.submitter || event.submitter.value !== "delete") return; // Cancel closes it
       event.preventDefault();
+      const id = storyId;
       confirm.disabled = true;
       problem.hidden = true;
       const query = $("st-delete-media").checked ? "?media=delete" : "";
       try {
-        await mm.apiJson(api("/stories/" + enc(storyId)) + query, { method: "DELETE" });
-        location.assign("/" + enc(tier) + "/gallery");
+        await mm.apiJson(api("/stories/" + enc(id)) + query, { method: "DELETE" });
       } catch (e) {
         showError(problem, "The story could not be deleted: " + sentence(e.message));
         confirm.disabled = false;
+        return;
       }
+      dialog.close("deleted");
+      onDeleted(id);
     });
+    return ask;
   }
 
   // -- the characters (memory mode's cast) -------------------------------------------------------
@@ -824,7 +878,17 @@
     load();
   }
 
-  const views = { home, scene: scenePage, gallery, read: reader, characters };
+  // -- /stories: the enabled tiers, each with its story count from the API ----------------------------
+  function tiersPage() {
+    for (const item of document.querySelectorAll(".st-tier-card")) {
+      const count = item.querySelector(".st-tier-count");
+      mm.apiJson("/api/stories/" + enc(item.dataset.tier) + "/stories?limit=1")
+        .then((page) => { count.textContent = plural(page.total, "story", "stories"); })
+        .catch((e) => { count.textContent = "The stories could not be counted: " + sentence(e.message); });
+    }
+  }
+
+  const views = { home, scene: scenePage, gallery, read: reader, characters, tiers: tiersPage };
   document.addEventListener("DOMContentLoaded", () => {
     const view = views[root.dataset.view];
     if (view) view();
