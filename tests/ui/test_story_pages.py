@@ -405,7 +405,7 @@ async def test_a_character_with_a_photo_goes_along_and_a_story_is_downloaded_imp
     delete = page.get_by_role("button", name="Delete", exact=True)
     await delete.click()
     ask = page.get_by_role("dialog", name="Delete this story?")
-    also = ask.get_by_label("Also delete its pictures and videos (kept by default)")
+    also = ask.get_by_label("Also delete its pictures and videos that nothing else uses")
     await expect(also).not_to_be_checked()
     assert await page.evaluate(UNLABELLED) == []
     await page.set_viewport_size({"width": 390, "height": 800})

@@ -72,41 +72,42 @@ _DESCRIPTIONS = {
     504: "The model's server did not answer in time",
 }
 
-# The operations that call a model: (method, path pattern).
-_CALLS_MODELS = [
-    ("post", re.compile(p))
-    for p in (
-        r"^/v1/",
-        r"^/api/chat(/|$)",
-        r"^/api/codegen",
-        r"^/api/compare",
-        r"^/api/images",
-        r"^/api/videos",
-        r"^/api/video-studio/projects/[^/]+/(generate|clips)",
-        r"^/api/stories/[^/]+/(stories|scenes)",
-        r"^/\{tier\}/story/",
-        r"^/api/models/endpoints",
-    )
-]
-# The operations that answer server-sent events: always (`events`), or when asked (`stream: true`).
+
+def _either(*patterns: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns))
+
+
+# The POST operations that call a model.
+_CALLS_MODELS = _either(
+    r"^/v1/",
+    r"^/api/chat(/|$)",
+    r"^/api/codegen",
+    r"^/api/compare",
+    r"^/api/images",
+    r"^/api/videos",
+    r"^/api/video-studio/projects/[^/]+/(generate|clips)",
+    r"^/api/stories/[^/]+/(stories|scenes)",
+    r"^/\{tier\}/story/",
+    r"^/api/models/endpoints",
+)
+# The operations that answer server-sent events: always (GET `.../events`), or when asked (the POSTs
+# below with `stream: true`, and a running answer re-attached).
 _EVENTS_ONLY = re.compile(r"/events$")
-_MAY_STREAM = [
-    ("post", re.compile(p))
-    for p in (
-        r"^/v1/chat/completions$",
-        r"^/api/chat$",
-        r"^/api/chat/ui/(send|compare)$",
-        r"^/api/chat/ui/messages/\{message_id\}/(edit|regenerate)$",
-        r"^/api/codegen$",
-        r"^/api/images$",
-    )
-] + [("get", re.compile(r"^/api/chat/ui/messages/\{message_id\}/stream$"))]
+_MAY_STREAM = _either(
+    r"^/v1/chat/completions$",
+    r"^/api/chat$",
+    r"^/api/chat/ui/(send|compare)$",
+    r"^/api/chat/ui/messages/\{message_id\}/(edit|regenerate)$",
+    r"^/api/codegen$",
+    r"^/api/images$",
+)
+_REATTACH = re.compile(r"^/api/chat/ui/messages/\{message_id\}/stream$")
 _METHODS = ("get", "put", "post", "delete", "patch")
 _EVENT_STREAM = {"schema": {"description": "server-sent events: each event's data is JSON"}}
 
 
 def _calls_models(method: str, path: str) -> bool:
-    return any(method == m and pattern.search(path) for m, pattern in _CALLS_MODELS)
+    return method == "post" and _CALLS_MODELS.search(path) is not None
 
 
 def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
@@ -158,7 +159,8 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
 def _streams(method: str, path: str, responses: dict[str, Any]) -> None:
     """Declare `text/event-stream` on the success answer of the operations that stream."""
     only = method == "get" and _EVENTS_ONLY.search(path) is not None
-    if not only and not any(method == m and pattern.search(path) for m, pattern in _MAY_STREAM):
+    may = (method == "post" and _MAY_STREAM.search(path)) or (method == "get" and _REATTACH.search(path))
+    if not only and not may:
         return
     success = next((code for code in sorted(responses) if code.startswith("2")), "200")
     answer = responses.setdefault(success, {"description": "Successful Response"})
