@@ -68,6 +68,15 @@ async def test_a_story_is_played_with_video_branched_found_in_the_gallery_and_re
 ) -> None:
     studio = await live(env_for(ollama, openai, grok), config=config())
     errors = console_errors(page)
+    # A character with a reference photo, for memory mode
+    photo = await studio.client.post(
+        "/api/stories/kids/photos", files={"file": ("mira.png", make_image(64, 64), "image/png")}
+    )
+    made = await studio.client.post(
+        "/api/stories/kids/characters",
+        json={"name": "Mira", "description": "a girl with a green coat", "photo_ids": [photo.json()["id"]]},
+    )
+    assert made.status_code == 201, made.text
     await page.goto(f"{studio.url}/kids/")
     await expect(page.get_by_role("heading", name="Kids stories", level=1)).to_be_visible()
     image_model = page.get_by_label("Image model")
@@ -77,6 +86,8 @@ async def test_a_story_is_played_with_video_branched_found_in_the_gallery_and_re
     ).to_have_count(1)
     await image_model.select_option("openai/gpt-image-1")
     await expect(page.get_by_label("Memory mode")).not_to_be_checked()
+    await expect(page.locator("#st-cast")).to_contain_text("Kids has 1 character (Mira).")
+    await page.get_by_label("Memory mode").check()
     video_toggle = page.get_by_label(VIDEO_LINE)
     await expect(video_toggle).to_be_visible()
     assert await page.evaluate(UNLABELLED) == []
@@ -118,6 +129,10 @@ async def test_a_story_is_played_with_video_branched_found_in_the_gallery_and_re
     await expect(clip).to_have_attribute("preload", "metadata")
     video = (await studio.client.get(f"/kids/story/video/{first_id}")).json()
     await expect(clip).to_have_attribute("src", video["url"])
+    # memory mode: Mira's description went to the text model and her photo to GPT Image
+    system = ollama.requests_to("/api/chat")[0].json()["messages"][0]["content"]
+    assert "- Mira: a girl with a green coat" in system
+    assert openai.edits and openai.edits[0].images  # the reference made it an edit, with the photo
     assert await page.evaluate(UNLABELLED) == []
     await shot(page, "story-scene")
     await page.set_viewport_size({"width": 390, "height": 800})
@@ -145,6 +160,7 @@ async def test_a_story_is_played_with_video_branched_found_in_the_gallery_and_re
     await expect(page.get_by_role("heading", name="The Cave", level=1)).to_be_visible()
     await expect(page.get_by_role("button", name="The Cave choice 0")).to_be_visible()
     tree = (await studio.client.get(f"/api/stories/kids/stories/{story_id}")).json()
+    assert tree["memoryMode"] is True and tree["videoMode"] is True
     assert tree["scenes"][0]["id"] == first_id
     assert [s["title"] for s in tree["scenes"]] == ["The Lantern", "The River", "The Cave"]
     assert [s["parentId"] for s in tree["scenes"]] == [None, first_id, first_id]
