@@ -69,3 +69,28 @@ def test_empty_file_is_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing\n")
     assert load_config(path).detect_local is True
+
+
+def test_story_tiers_default_to_kids_on_and_nsfw_off_and_load_from_yaml(tmp_path: Path) -> None:
+    default = load_config(EXAMPLE).stories.tiers
+    assert default["kids"].enabled and not default["nsfw"].enabled
+    assert default["kids"].image_model == "openai/gpt-image-1" and default["kids"].moderation == "auto"
+    path = tmp_path / "tiers.yaml"
+    path.write_text(
+        "stories:\n  tiers:\n    teens:\n      name: Teens\n      image_models: [openai/gpt-image-1]\n"
+        "      video: false\n      max_scenes: 12\n      instructions: No gore.\n"
+    )
+    teens = load_config(path).stories.tiers["teens"]
+    assert (teens.name, teens.image_models, teens.video, teens.max_scenes) == (
+        "Teens",
+        ("openai/gpt-image-1",),
+        False,
+        12,
+    )
+
+
+@pytest.mark.parametrize("name", ["api", "stories", "Kids", "a b"])
+def test_a_tier_named_like_a_studio_path_or_not_a_slug_is_refused(tmp_path: Path, name: str) -> None:
+    error = _load(tmp_path, f"stories:\n  tiers:\n    '{name}':\n      name: X\n")
+    assert f"tier {name!r}" in error.message and "lowercase slug" in error.message, error.message
+    assert "stories" in error.message  # the reserved names are listed
