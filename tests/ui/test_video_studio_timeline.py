@@ -7,6 +7,7 @@ and the Loop toggle. Through the real app, with uploaded MP4s (cheaper than gene
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from playwright.async_api import Locator, Page, expect
@@ -39,6 +40,12 @@ async def _view(studio: LiveStudio, pid: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     view: dict[str, Any] = answer.json()
     return view
+
+
+def _posted_playhead(post_data: str | None) -> float | None:
+    """The playhead a view PATCH sets, to the tenth (None when it sets none)."""
+    body = json.loads(post_data or "{}")
+    return None if body.get("playhead_s") is None else round(float(body["playhead_s"]), 1)
 
 
 async def _width(locator: Locator) -> float:
@@ -224,8 +231,8 @@ async def test_the_timeline_drags_trims_steps_and_duplicates_with_the_mouse_and_
     timeline = await page.locator("#vs-timeline").bounding_box()
     rbox = await ruler.bounding_box()
     assert timeline is not None and rbox is not None
-    async with page.expect_response(
-        lambda r: r.request.method == "PATCH" and "playhead_s" in (r.request.post_data or "")
+    async with page.expect_response(  # not the copy's selection (its playhead 1.5 s), still in flight
+        lambda r: r.request.method == "PATCH" and _posted_playhead(r.request.post_data) == 2.0
     ):
         await page.mouse.click(timeline["x"] + 2.0 * px_per_s, rbox["y"] + rbox["height"] / 2)
     await expect(ruler).to_have_attribute("aria-valuenow", "2.0")
