@@ -1,5 +1,6 @@
-"""Request bodies and query parameters read by hand, so every bad input is a 400 naming the field
-(FastAPI's own validation answers 422), while the OpenAPI document still describes the body."""
+"""Request bodies and query parameters read by hand, so every bad input is a 400 naming the field in
+the words of this API (the app turns FastAPI's own validation errors into the same 400), while the
+OpenAPI document still describes the body."""
 
 from __future__ import annotations
 
