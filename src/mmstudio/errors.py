@@ -8,7 +8,8 @@
     │   ├── PayloadTooLarge            the request body (or an upload) is over the configured limit
     │   ├── UnsupportedMediaType       an upload of a type we cannot read
     │   ├── UnsafePath                 a generated file's path that would leave its project
-    │   └── OutputExists               writing generated files would overwrite existing ones
+    │   └── Conflict                   the input clashes with what is stored (a name taken, an id in use)
+    │       └── OutputExists           writing generated files would overwrite existing ones
     ├── Unauthorized                   no gateway key, or an unknown or revoked one
     ├── Forbidden                      the key is valid but may not do this (admin routes)
     ├── RateLimited                    our own limits said no (retry_after)
@@ -101,7 +102,11 @@ class UnsafePath(InvalidRequest):
         self.reason = reason
 
 
-class OutputExists(InvalidRequest):
+class Conflict(InvalidRequest):
+    """The input is well formed but clashes with what is stored: a name that is taken, an id in use."""
+
+
+class OutputExists(Conflict):
     """Writing would overwrite files that already exist (and overwriting was not asked for)."""
 
     def __init__(self, message: str, paths: Sequence[str]) -> None:

@@ -51,7 +51,7 @@ BAD_BODIES = [
     ),
     (
         b'{"model": "nobody/nothing", "messages": [{"role": "user", "content": "x"}]}',
-        400,
+        404,
         "Unknown model",
     ),
     (b"[]", 400, "body"),

@@ -265,9 +265,9 @@ async def test_bad_input_is_named(live: OpenLive, ollama: FakeOllamaServer) -> N
     r = await client.post(f"{UI}/send", json={"content": "x", "routing_profile": "turbo"})
     assert r.status_code == 400 and "direct, agent, tools+data" in r.text
     r = await client.post(f"{UI}/send", json={"content": "x", "prompt_profile_id": "missing"})
-    assert r.status_code == 400 and "missing" in r.text
+    assert r.status_code == 404 and "missing" in r.text
     r = await client.post(f"{UI}/send", json={"content": "x", "model": "nobody/knows"})
-    assert r.status_code == 400 and LLAMA in r.text
+    assert r.status_code == 404 and LLAMA in r.text
     r = await client.post(f"{UI}/conversations/{cid}/navigate", json={"message_id": foreign})
     assert r.status_code == 400
     r = await client.post(f"{UI}/messages/{foreign}/edit", json={"content": "x"})
@@ -338,7 +338,7 @@ async def test_prompt_profiles_and_memory_shape_the_system_prompt(
     assert r.status_code == 201, r.text
     profile = r.json()["profile"]
     r = await client.post(f"{UI}/prompt-profiles", json={"name": "pirate"})
-    assert r.status_code == 400 and "Pirate" in r.text  # names are unique, case-insensitively
+    assert r.status_code == 409 and "Pirate" in r.text  # names are unique, case-insensitively
     listed = (await client.get(f"{UI}/prompt-profiles")).json()["profiles"]
     assert [p["name"] for p in listed] == ["Pirate"]
 
@@ -544,7 +544,7 @@ async def test_without_a_model_the_conversation_uses_the_default_and_patch_chang
     events = await send(studio, conversation_id=cid, content="Again")
     assert named(events, "done")[0]["model"] == LLAMA
     r = await client.patch(f"{UI}/conversations/{cid}", json={"model": "nobody/knows"})
-    assert r.status_code == 400 and LLAMA in r.text
+    assert r.status_code == 404 and LLAMA in r.text
     r = await client.patch(f"{UI}/conversations/{cid}", json={"model": None, "prompt_profile_id": None})
     assert r.json()["conversation"]["model"] is None and r.json()["conversation"]["promptProfileId"] is None
 

@@ -353,9 +353,9 @@ async def test_bad_requests_are_400s_that_name_the_problem(
 ) -> None:
     studio = await live(engines(ollama, lmstudio))
 
-    async def refused(body: Any, field: str, *words: str) -> dict[str, Any]:
+    async def refused(body: Any, field: str, *words: str, status: int = 400) -> dict[str, Any]:
         response = await studio.client.post(URL, json=body)
-        assert response.status_code == 400, response.text
+        assert response.status_code == status, response.text
         error: dict[str, Any] = response.json()
         assert error.get("field") == field or field == "-", error
         assert all(word in error["message"] for word in words), error
@@ -370,7 +370,9 @@ async def test_bad_requests_are_400s_that_name_the_problem(
     await refused({"prompt": "Hi", "models": "llama"}, "models", "models")
     await refused({"prompt": "Hi", "models": [LLAMA, GEMMA], "temperature": 3}, "temperature", "temperature")
     await refused(["not", "an", "object"], "body", "JSON object")
-    unknown = await refused({"prompt": "Hi", "models": [LLAMA, "nobody/nothing"]}, "-", "nobody/nothing")
+    unknown = await refused(
+        {"prompt": "Hi", "models": [LLAMA, "nobody/nothing"]}, "-", "nobody/nothing", status=404
+    )
     assert (
         unknown["error"] == "Model not found"
         and LLAMA in unknown["available"]

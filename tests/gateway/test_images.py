@@ -244,7 +244,7 @@ async def test_bad_input_table(live: OpenLive, a1111: FakeA1111Server, cloud: Fa
         return await client.post("/api/images", json=body)
 
     unknown = await post({"prompt": "x", "model": "no-such-model"})
-    assert unknown.status_code == 400 and model in unknown.json()["message"]
+    assert unknown.status_code == 404 and model in unknown.json()["message"]
     assert "openai/gpt-image-1" in unknown.json()["message"]
     chat = await post({"prompt": "x", "model": "openai/gpt-4o-mini"})
     assert chat.status_code == 400 and "is a chat model; image models:" in chat.json()["message"]
@@ -386,7 +386,7 @@ async def test_openai_sdk_generate_and_edit(
 async def test_openai_errors_are_in_openai_shape(live: OpenLive, cloud: FakeOpenAIImagesServer) -> None:
     running = await live(env_for(None, cloud))
     async with sdk(running) as client:
-        with pytest.raises(openai.BadRequestError) as bad:
+        with pytest.raises(openai.NotFoundError) as bad:
             await client.images.generate(model="no-such-model", prompt="x")
         assert "Image models available now" in str(bad.value.body)
         with pytest.raises(openai.BadRequestError):

@@ -128,7 +128,7 @@ async def test_streamed_tool_calls(live: OpenLive, ollama: FakeOllamaServer) -> 
 async def test_errors_arrive_as_the_sdks_exceptions(live: OpenLive, ollama: FakeOllamaServer) -> None:
     studio = await live(engines(ollama, None), config=StudioConfig(routing=Routing(retries=0)))
     client = sdk(studio)
-    with pytest.raises(openai.BadRequestError) as bad_model:
+    with pytest.raises(openai.NotFoundError) as bad_model:
         await client.chat.completions.create(model="ollama/nope", messages=[{"role": "user", "content": "x"}])
     assert bad_model.value.code == "model_not_found" and LLAMA in bad_model.value.message
     with pytest.raises(openai.BadRequestError) as no_messages:

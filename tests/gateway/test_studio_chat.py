@@ -62,7 +62,7 @@ async def test_an_unknown_combination_lists_the_supported_models(
 ) -> None:
     studio = await live(engines(ollama, None))
     response = await studio.client.post("/api/chat", json={"messages": HI, "providerId": "y", "modelId": "x"})
-    assert response.status_code == 400
+    assert response.status_code == 404
     body = response.json()
     assert body["error"] == "Model not found"
     assert body["message"] == 'Model "x" from provider "y" is not supported'

@@ -403,7 +403,6 @@ async def test_rate_limit_per_user_answers_429_with_the_wait(data_dir: Path, lms
         ({"projectName": "   "}, "projectName", "projectName is empty"),
         ({"description": ""}, "description", "description is empty"),
         ({"projectName": "x" * 121}, "projectName", "at most 120"),
-        ({"model": "nobody/nothing"}, None, "Unknown model 'nobody/nothing'"),
         ({"framework": None}, "framework", "framework: Input should be a valid string"),
         ({"extra": 1}, "extra", "Extra inputs are not permitted"),
     ],
@@ -418,6 +417,14 @@ async def test_bad_input_gets_a_400_naming_what_is_wrong(
         if field is not None:
             assert response.json()["field"] == field
         assert lmstudio.requests_to("/v1/chat/completions") == []
+
+
+async def test_an_unknown_model_is_a_404_listing_the_models(data_dir: Path, lmstudio: HeldLMStudio) -> None:
+    async with studio_client(data_dir, lmstudio, None) as client:
+        response = await client.post("/api/codegen", json={**BODY, "model": "nobody/nothing"})
+        assert response.status_code == 404, response.text
+        assert "Unknown model 'nobody/nothing'" in response.json()["message"]
+        assert response.json()["available"] and lmstudio.requests_to("/v1/chat/completions") == []
 
 
 async def test_bad_requests_on_projects(data_dir: Path, lmstudio: HeldLMStudio) -> None:

@@ -128,7 +128,7 @@ async def test_register_failure_says_why_and_saves_nothing(client: httpx.AsyncCl
             "display_name": "X",
         },
     )
-    assert response.status_code == 400
+    assert response.status_code == 502  # the endpoint named did not answer: a bad gateway, not bad input
     body = response.json()
     assert body["cause"] == "connection_refused" and "Is it running?" in body["message"]
     assert (await client.get("/api/models/endpoints")).json()["endpoints"] == []

@@ -64,7 +64,7 @@ from mmstudio.domain.chat.types import (
     SearchHit,
     text_of,
 )
-from mmstudio.errors import InvalidRequest, NotFound, StudioError
+from mmstudio.errors import Conflict, InvalidRequest, NotFound, StudioError
 from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.runner import Runner
 from mmstudio.storage.tables import Base
@@ -324,7 +324,7 @@ class ChatRepository:
         try:
             row = await self._db.write(work)
         except IntegrityError as exc:
-            raise InvalidRequest(f"conversation {values['id']} already exists", field="id") from exc
+            raise Conflict(f"conversation {values['id']} already exists", field="id") from exc
         return _domain(Conversation, row)
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
@@ -494,7 +494,7 @@ class ChatRepository:
             ids = [row["id"] for row in rows]
             taken = await self._db.read(lambda conn: conn.scalar(select(M.c.id).where(M.c.id.in_(ids))))
             if taken is not None:
-                raise InvalidRequest(f"message {taken} already exists", field="id") from exc
+                raise Conflict(f"message {taken} already exists", field="id") from exc
             raise NotFound(f"conversation {conversation_id} or message {parent} no longer exists") from exc
         added = [_message_of(first, sibling_count + 1, before + 1)]
         return added + [_message_of(row, 1, 1) for row in rows[1:]]
@@ -645,7 +645,7 @@ class ChatRepository:
         try:
             row = await self._db.write(work)
         except IntegrityError as exc:  # created concurrently since the check
-            raise InvalidRequest(f"a prompt profile named {name!r} already exists", field="name") from exc
+            raise Conflict(f"a prompt profile named {name!r} already exists", field="name") from exc
         return _domain(PromptProfile, row)
 
     async def list_prompt_profiles(self) -> list[PromptProfile]:
@@ -680,7 +680,7 @@ class ChatRepository:
         try:
             row = await self._db.write(work)
         except IntegrityError as exc:  # renamed concurrently since the check
-            raise InvalidRequest(f"a prompt profile named {name!r} already exists", field="name") from exc
+            raise Conflict(f"a prompt profile named {name!r} already exists", field="name") from exc
         if row is None:
             raise NotFound(f"prompt profile {profile_id} not found")
         return _domain(PromptProfile, row)
@@ -894,7 +894,7 @@ def _name_free(conn: Connection, name: str, own_id: str | None) -> None:
         clash = clash.where(P.c.id != own_id)
     existing = conn.scalar(clash.limit(1))
     if existing is not None:
-        raise InvalidRequest(f"a prompt profile named {existing!r} already exists", field="name")
+        raise Conflict(f"a prompt profile named {existing!r} already exists", field="name")
 
 
 def _require_profile(conn: Connection, profile_id: str) -> None:

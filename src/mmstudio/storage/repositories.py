@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from mmstudio.domain.types import ModelUsage, Platform, RegisteredEndpoint, RegisteredModel
-from mmstudio.errors import InvalidRequest
+from mmstudio.errors import Conflict, InvalidRequest
 from mmstudio.storage._time import utc, utc_now
 from mmstudio.storage.secrets import SecretBox
 from mmstudio.storage.tables import EndpointRow, ModelUsageRow, PreferenceRow, RegisteredModelRow
@@ -100,7 +100,7 @@ class EndpointRepository:
             try:
                 await session.flush()
             except IntegrityError as exc:
-                raise InvalidRequest(
+                raise Conflict(
                     "that alias is already used by another model; choose another", field="alias"
                 ) from exc
             endpoint_id = row.id

@@ -62,7 +62,7 @@ def _not_supported(studio: Studio, body: StudioChatIn) -> JSONResponse:
         else f'Model "{model}" is not supported'
     )
     return JSONResponse(
-        {"error": "Model not found", "message": message, "supportedModels": supported}, status_code=400
+        {"error": "Model not found", "message": message, "supportedModels": supported}, status_code=404
     )
 
 

@@ -10,18 +10,27 @@ the service, not by this response: closing the connection does not stop it, and
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag
+from pydantic_core import PydanticCustomError
 
+from mmstudio.domain.chat.context import IMAGE_TYPES, MAX_TEXT
 from mmstudio.domain.chat.export import export_json, export_markdown, import_json, message_json
 from mmstudio.domain.chat.generation import Generation
 from mmstudio.domain.chat.service import ROUTING, Started
-from mmstudio.domain.chat.types import Conversation, ConversationUpdate, Message, PromptProfile
+from mmstudio.domain.chat.types import (
+    ROUTING_PROFILES,
+    Conversation,
+    ConversationUpdate,
+    Message,
+    PromptProfile,
+)
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.bodies import MAX_OFFSET
+from mmstudio.web.constraints import BASE64, NOT_BLANK, http_url, matching, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.sse import sse_event, sse_response
 
@@ -35,15 +44,91 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TextPartIn(_In):
+    type: Literal["text"] = Field(description="text, or image (with url, or data and media_type)")
+    text: Annotated[str, matching(None, "", max_length=MAX_TEXT)]
+
+
+class ImageLinkIn(_In):
+    type: Literal["image"]
+    url: Annotated[str, http_url("url")]
+
+
+class ImageDataIn(_In):
+    type: Literal["image"]
+    data: Annotated[str, matching(BASE64, "data is not valid base64")] = Field(
+        description="the image, base64"
+    )
+    media_type: Annotated[str, one_of(IMAGE_TYPES, "media_type")] = "image/png"
+
+
+def _part_kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "image":
+        return "link" if "url" in value else "data"
+    return "text" if kind == "text" else None
+
+
+UserPart = Annotated[
+    Annotated[TextPartIn, Tag("text")]
+    | Annotated[ImageLinkIn, Tag("link")]
+    | Annotated[ImageDataIn, Tag("data")],
+    Discriminator(
+        _part_kind, custom_error_type="part", custom_error_message="a part has type 'text' or 'image'"
+    ),
+]
+
+
+def _says_something(parts: list[TextPartIn | ImageLinkIn | ImageDataIn]) -> list[Any]:
+    if not any(not isinstance(p, TextPartIn) or p.text.strip() for p in parts):
+        raise PydanticCustomError("blank", "content is empty: write something (or attach an image)")
+    return parts
+
+
+# What a user says: some text, or parts of which at least one is an image or text that is not blank.
+# The discriminator picks the branch by the value's type, so an error names only that branch's problem.
+UserContent = Annotated[
+    Annotated[
+        str, text("content is empty: write something (or attach an image)", max_length=MAX_TEXT), Tag("text")
+    ]
+    | Annotated[
+        list[UserPart],
+        Field(
+            min_length=1,
+            json_schema_extra={
+                "contains": {
+                    "anyOf": [
+                        {"type": "object", "properties": {"type": {"const": "image"}}, "required": ["type"]},
+                        {
+                            "type": "object",
+                            "properties": {"text": {"pattern": NOT_BLANK}},
+                            "required": ["text"],
+                        },
+                    ]
+                }
+            },
+        ),
+        AfterValidator(_says_something),
+        Tag("parts"),
+    ],
+    Discriminator(lambda value: "text" if isinstance(value, str) else "parts"),
+]
+
+
+def _content(content: str | list[TextPartIn | ImageLinkIn | ImageDataIn]) -> str | list[dict[str, Any]]:
+    """What the chat service takes: the text, or the parts as dicts."""
+    return content if isinstance(content, str) else [p.model_dump() for p in content]
+
+
 class SendIn(_In):
     conversation_id: str | None = None
     parent_id: str | None = None
-    content: str | list[dict[str, Any]] = Field(description="text, or text and image parts")
+    content: UserContent = Field(description="text, or text and image parts")
     model: str | None = Field(
         default=None, description="a model id, name or alias; default: the conversation's"
     )
     prompt_profile_id: str | None = None
-    routing_profile: str | None = Field(default=None, description="direct, agent or tools+data")
+    routing_profile: Annotated[str, one_of(ROUTING_PROFILES, "routing profile")] | None = None
     system: str | None = Field(
         default=None, max_length=100_000, description="new conversations: a system prompt"
     )
@@ -51,7 +136,7 @@ class SendIn(_In):
 
 
 class EditIn(_In):
-    content: str | list[dict[str, Any]]
+    content: UserContent
     model: str | None = None
     stream: bool = True
 
@@ -65,14 +150,14 @@ class ConversationIn(_In):
     title: str | None = Field(default=None, max_length=300)
     model: str | None = None
     prompt_profile_id: str | None = None
-    routing_profile: str | None = None
+    routing_profile: Annotated[str, one_of(ROUTING_PROFILES, "routing profile")] | None = None
 
 
 class ConversationPatch(_In):
     title: str | None = Field(default=None, max_length=300)
     model: str | None = None
     prompt_profile_id: str | None = None
-    routing_profile: str | None = None
+    routing_profile: Annotated[str, one_of(ROUTING_PROFILES, "routing profile")] | None = None
     pinned: bool | None = None
     archived: bool | None = None
 
@@ -90,7 +175,7 @@ class PromptProfileIn(_In):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    memory: bool = False
+    memory: StrictBool = False
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -172,7 +257,7 @@ async def send(body: SendIn, studio: StudioDep) -> Response:
     """Store the message (creating the conversation when `conversation_id` is absent) and stream the
     answer as server-sent events (`"stream": false` waits and returns JSON)."""
     started = await studio.conversations.send(
-        body.content,
+        _content(body.content),
         conversation_id=body.conversation_id,
         parent_id=body.parent_id,
         model=body.model,
@@ -186,7 +271,7 @@ async def send(body: SendIn, studio: StudioDep) -> Response:
 @router.post("/messages/{message_id}/edit", response_model=None)
 async def edit(message_id: str, body: EditIn, studio: StudioDep) -> Response:
     """A new version of a user message (a sibling on a new branch), then its answer."""
-    started = await studio.conversations.edit(message_id, body.content, model=body.model)
+    started = await studio.conversations.edit(message_id, _content(body.content), model=body.model)
     return await _answer(started, body.stream, studio)
 
 
@@ -296,7 +381,7 @@ async def patch_conversation(
         clear_model="model" in given and not body.model,
         prompt_profile_id=body.prompt_profile_id or None,
         clear_prompt_profile="prompt_profile_id" in given and not body.prompt_profile_id,
-        routing_profile=body.routing_profile,  # type: ignore[arg-type]  # validated by the service
+        routing_profile=body.routing_profile,  # type: ignore[arg-type]  # one of ROUTING_PROFILES: checked by its Rule
         pinned=body.pinned,
         archived=body.archived,
     )

@@ -11,7 +11,7 @@ stored (`GET /api/codegen/projects/{id}`, or `/events` to follow it again).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
@@ -19,11 +19,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.codegen import catalog
-from mmstudio.domain.codegen.service import CodegenEvent, CodegenRequest, CodegenService
+from mmstudio.domain.codegen.service import (
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    CodegenEvent,
+    CodegenRequest,
+    CodegenService,
+)
 from mmstudio.domain.codegen.types import GeneratedFile, Project
 from mmstudio.errors import StudioError
 from mmstudio.web.auth import get_principal
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.constraints import one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.errors import error_body, render_error
 from mmstudio.web.gateway import route_options
@@ -35,10 +42,14 @@ router = APIRouter(prefix="/api/codegen", tags=["creator studio"])
 class CodegenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    projectName: str = Field(description="a name for the project (1 to 120 characters)")
-    description: str = Field(description="what to build")
-    framework: str = Field(description=f"one of: {', '.join(catalog.FRAMEWORKS)}")
-    targetType: str = Field(description=f"one of: {', '.join(catalog.TARGET_TYPES)}")
+    projectName: Annotated[
+        str, text("projectName is empty: give the project a name", max_length=MAX_NAME)
+    ] = Field(description=f"a name for the project (1 to {MAX_NAME} characters)")
+    description: Annotated[
+        str, text("description is empty: describe what to build", max_length=MAX_DESCRIPTION)
+    ] = Field(description="what to build")
+    framework: Annotated[str, one_of(tuple(catalog.FRAMEWORKS), "framework")]
+    targetType: Annotated[str, one_of(tuple(catalog.TARGET_TYPES), "targetType")]
     model: str | None = Field(default=None, description="model id, name or alias; default: the active model")
     stream: bool = Field(default=False, description="true: server-sent events while generating")
 

@@ -10,7 +10,7 @@ naming the field.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -24,8 +24,9 @@ from mmstudio.domain.chat.compare import (
     Leaderboard,
     RunVote,
 )
-from mmstudio.domain.chat.leaderboard import BOTH_BAD, TIE
+from mmstudio.domain.chat.leaderboard import BOTH_BAD, MAX_MODELS, MIN_MODELS, TIE
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.constraints import counted, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_options
 from mmstudio.web.sse import sse_event, sse_response
@@ -36,8 +37,18 @@ router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
 class CompareIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(description="what every model answers")
-    models: list[str] = Field(description="2 to 4 model ids, names or aliases; one per side")
+    prompt: Annotated[str, text("the prompt is empty: write something for the models to answer")] = Field(
+        description="what every model answers"
+    )
+    models: Annotated[
+        list[Annotated[str, text("a model id in `models` is empty")]],
+        counted(
+            MIN_MODELS,
+            MAX_MODELS,
+            f"compare {MIN_MODELS} to {MAX_MODELS} models; got {{count}}",
+            unique="each model can take one side only; listed more than once: {repeated}",
+        ),
+    ] = Field(description="2 to 4 model ids, names or aliases; one per side")
     stream: bool = Field(default=True, description="false: wait and answer with the finished run")
 
 

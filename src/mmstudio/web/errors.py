@@ -18,6 +18,7 @@ from starlette.routing import Match
 from mmstudio.errors import (
     AllModelsFailed,
     ConfigError,
+    Conflict,
     EndpointTestFailed,
     Forbidden,
     InvalidRequest,
@@ -38,12 +39,13 @@ log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[StudioError], int, str]] = [
     (StudioStarting, 503, "Starting"),
-    (ModelNotFound, 400, "Model not found"),
+    (ModelNotFound, 404, "Model not found"),
     (NotFound, 404, "Not found"),
     (PayloadTooLarge, 413, "Request too large"),
     (UnsupportedMediaType, 415, "Unsupported media type"),
+    (Conflict, 409, "Conflict"),
     (InvalidRequest, 400, "Invalid request"),
-    (EndpointTestFailed, 400, "Connection test failed"),
+    (EndpointTestFailed, 502, "Connection test failed"),
     (Unauthorized, 401, "Unauthorized"),
     (Forbidden, 403, "Forbidden"),
     (RateLimited, 429, "Rate limited"),
@@ -60,6 +62,7 @@ OPENAI_TYPES = {
     401: "authentication_error",
     403: "permission_error",
     404: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",

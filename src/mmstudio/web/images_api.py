@@ -12,13 +12,21 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmstudio.domain.media.images import ImageOrder, ImageOutcome, ImageService
+from mmstudio.domain.media.images import (
+    FIDELITIES,
+    FORMATS,
+    MAX_N,
+    QUALITIES,
+    ImageOrder,
+    ImageOutcome,
+    ImageService,
+)
 from mmstudio.domain.media.types import MediaAsset
 from mmstudio.domain.plan import Candidate, Plan
 from mmstudio.domain.router import Attempt
@@ -26,6 +34,7 @@ from mmstudio.domain.types import ModelView
 from mmstudio.errors import InvalidRequest, NotFound, StudioError
 from mmstudio.providers.media.base import ImageProgress
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.constraints import between, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.errors import error_body
 from mmstudio.web.gateway import route_headers, route_options
@@ -41,24 +50,34 @@ class ImageFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(description="what to draw")
+    prompt: Annotated[str, text("prompt is required: describe the image to make")] = Field(
+        description="what to draw"
+    )
     model: str | None = Field(
         default=None, description="image model id, name or alias; default: the image fallback chain"
     )
-    n: int = Field(default=1, description="how many images (1 to the model's maximum, at most 10)")
+    n: Annotated[int, between(1, MAX_N, "n")] = Field(
+        default=1, description="how many images (1 to the model's maximum, at most 10)"
+    )
     size: str | None = Field(
         default=None, description="WIDTHxHEIGHT, W:H or auto; mapped to the nearest the model can do"
     )
-    quality: str | None = Field(
-        default=None, description="auto, low, medium or high (where the model has it)"
+    quality: Annotated[str, one_of(QUALITIES, "quality")] | None = Field(
+        default=None, description="where the model has it"
     )
-    seed: int | None = Field(default=None, description="-1 or absent: random; the seed used is in the recipe")
-    steps: int | None = Field(default=None, description="sampling steps (local engines)")
+    seed: Annotated[int, between(-1, 2**32 - 1, "seed")] | None = Field(
+        default=None, description="-1 or absent: random; the seed used is in the recipe"
+    )
+    steps: Annotated[int, between(1, 150, "steps")] | None = Field(
+        default=None, description="sampling steps (local engines)"
+    )
     negative_prompt: str | None = Field(default=None, description="what to avoid (engines that support it)")
     references: list[str] = Field(default_factory=list, description="media ids of reference photos")
     mask: str | None = Field(default=None, description="media id of a mask (edits)")
-    input_fidelity: str | None = Field(default=None, description="low or high (models that support it)")
-    output_format: str | None = Field(default=None, description="png, jpeg or webp")
+    input_fidelity: Annotated[str, one_of(FIDELITIES, "input_fidelity")] | None = Field(
+        default=None, description="models that support it"
+    )
+    output_format: Annotated[str, one_of(FORMATS, "output_format")] | None = None
     workflow: str | None = Field(default=None, description="ComfyUI workflow name")
     parent_id: str | None = Field(default=None, description="the image this one edits or varies")
     fallbacks: bool = Field(default=True, description="false: only the named model")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -15,6 +15,7 @@ from mmstudio.domain.video.models import VideoEntry
 from mmstudio.domain.video.service import VideoOrder
 from mmstudio.errors import InvalidRequest, StudioError
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.constraints import text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.images_api import ImageFields
 from mmstudio.web.sse import sse_event, sse_response, with_keepalive
@@ -25,7 +26,9 @@ router = APIRouter(tags=["jobs"])
 class VideoIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(description="what happens in the video")
+    prompt: Annotated[str, text("prompt is required: describe the video to make")] = Field(
+        description="what happens in the video"
+    )
     model: str | None = Field(default=None, description="video model id or alias; default: the first usable")
     duration_s: int | None = Field(default=None, description="seconds (one the model offers)")
     aspect_ratio: str | None = Field(default=None, description="e.g. 16:9 (one the model offers)")

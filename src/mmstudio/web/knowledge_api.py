@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from mmstudio.domain.chat.knowledge import Document, Memory, Passage
+from mmstudio.domain.chat.knowledge import MAX_MEMORY_CHARS, Document, Memory, Passage
 from mmstudio.errors import InvalidRequest
+from mmstudio.web.constraints import SAYS_SOMETHING, an_id, matching
 from mmstudio.web.deps import StudioDep
 
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
@@ -103,8 +104,12 @@ class PassageList(BaseModel):
 class MemoryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(description="what to remember (at most 2,000 characters)")
-    conversation_id: str | None = Field(default=None, description="where it was said, for reference")
+    content: Annotated[
+        str, matching(SAYS_SOMETHING, "a memory needs some text", max_length=MAX_MEMORY_CHARS)
+    ] = Field(description=f"what to remember (at most {MAX_MEMORY_CHARS:,} characters)")
+    conversation_id: Annotated[str, an_id("a conversation id")] | None = Field(
+        default=None, description="where it was said, for reference"
+    )
 
 
 class MemoryPublic(BaseModel):

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,6 +25,7 @@ from mmstudio.providers.base import (
     ToolSpec,
     Usage,
 )
+from mmstudio.web.constraints import matching
 
 # Body fields we pass to the upstream as they are (OpenAI-compatible upstreams understand them).
 PASSTHROUGH = ("presence_penalty", "frequency_penalty", "logit_bias", "user", "parallel_tool_calls")
@@ -34,20 +35,36 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# An image part's URL: an http(s) URL, or a base64 `data:` URL of an image (what `image_part` reads).
+IMAGE_URL = (
+    r"^(?:https?://\S"
+    r"|data:image/[^;,]+;base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$)"
+)
+
+
 class ImageURL(_Open):
-    url: str
+    url: Annotated[
+        str, matching(IMAGE_URL, "image_url.url must be an http(s) URL or a data:image/...;base64,... URL")
+    ] = Field(description="an http(s) URL or data:image/...;base64,...")
     detail: str | None = None
 
 
-class ContentPartIn(_Open):
-    type: Literal["text", "image_url", "input_text"]
-    text: str | None = None
-    image_url: ImageURL | None = None
+class TextPartIn(_Open):
+    type: Literal["text", "input_text"]
+    text: str
+
+
+class ImagePartIn(_Open):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPartIn = Annotated[TextPartIn | ImagePartIn, Field(discriminator="type")]
 
 
 class FunctionCallIn(_Open):
     name: str
-    arguments: str = "{}"
+    arguments: str = Field(default="{}", description="the arguments: a JSON object, as a string")
 
 
 class ToolCallIn(_Open):
@@ -56,12 +73,43 @@ class ToolCallIn(_Open):
     function: FunctionCallIn
 
 
-class MessageIn(_Open):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+# What a message may hold. Every role but the assistant's must say something: a non-empty string,
+# or at least one part.
+Said = Annotated[str, Field(min_length=1)] | Annotated[list[ContentPartIn], Field(min_length=1)]
+
+
+class SystemMessageIn(_Open):
+    role: Literal["system", "developer"]
+    content: Said
+    name: str | None = None
+    tool_calls: None = Field(default=None, description="only assistant messages carry tool calls")
+
+
+class UserMessageIn(_Open):
+    role: Literal["user"]
+    content: Said
+    name: str | None = None
+    tool_calls: None = Field(default=None, description="only assistant messages carry tool calls")
+
+
+class AssistantMessageIn(_Open):
+    role: Literal["assistant"]
     content: str | list[ContentPartIn] | None = None
     name: str | None = None
     tool_calls: list[ToolCallIn] | None = None
-    tool_call_id: str | None = None
+
+
+class ToolMessageIn(_Open):
+    role: Literal["tool"]
+    content: str | list[TextPartIn] | None = Field(default=None, description="the tool's result: text")
+    tool_call_id: str = Field(description="the id of the assistant's tool call this answers")
+    name: str | None = None
+    tool_calls: None = Field(default=None, description="only assistant messages carry tool calls")
+
+
+MessageIn = Annotated[
+    SystemMessageIn | UserMessageIn | AssistantMessageIn | ToolMessageIn, Field(discriminator="role")
+]
 
 
 class FunctionSpecIn(_Open):
@@ -143,11 +191,8 @@ def convert_messages(messages: list[MessageIn]) -> tuple[Message, ...]:
 
 def _message(message: MessageIn, index: int) -> Message:
     where = f"messages[{index}]"
-    if message.role == "tool":
-        if not message.tool_call_id:
-            raise InvalidRequest(f"{where}: a tool message needs tool_call_id", field=f"{where}.tool_call_id")
-        text = _text_only(message.content, where)
-        part = ToolResultPart(message.tool_call_id, message.name or "", text)
+    if isinstance(message, ToolMessageIn):
+        part = ToolResultPart(message.tool_call_id, message.name or "", _text_only(message.content))
         return Message("tool", (part,))
     parts: list[ContentPart] = []
     if isinstance(message.content, str):
@@ -156,23 +201,16 @@ def _message(message: MessageIn, index: int) -> Message:
     elif message.content is not None:
         for j, item in enumerate(message.content):
             parts.append(_part(item, f"{where}.content[{j}]"))
-    for call in message.tool_calls or ():
-        if message.role != "assistant":
-            raise InvalidRequest(f"{where}: only assistant messages carry tool_calls", field=where)
-        parts.append(ToolCall(call.id, call.function.name, _arguments(call.function.arguments, where)))
-    if not parts and message.role != "assistant":
-        raise InvalidRequest(f"{where}: content must not be empty", field=f"{where}.content")
-    role: Literal["system", "user", "assistant"] = "system" if message.role == "developer" else message.role
-    return Message(role, tuple(parts))
+    if isinstance(message, AssistantMessageIn):
+        for call in message.tool_calls or ():
+            parts.append(ToolCall(call.id, call.function.name, _arguments(call.function.arguments, where)))
+        return Message("assistant", tuple(parts))
+    return Message("system" if message.role == "developer" else message.role, tuple(parts))
 
 
-def _part(item: ContentPartIn, where: str) -> ContentPart:
-    if item.type in ("text", "input_text"):
-        if item.text is None:
-            raise InvalidRequest(f"{where}: a text part needs 'text'", field=where)
+def _part(item: TextPartIn | ImagePartIn, where: str) -> ContentPart:
+    if isinstance(item, TextPartIn):
         return TextPart(item.text)
-    if item.image_url is None:
-        raise InvalidRequest(f"{where}: an image_url part needs 'image_url.url'", field=where)
     return image_part(item.image_url.url, where)
 
 
@@ -195,13 +233,10 @@ def image_part(url: str, where: str) -> ImagePart:
     raise InvalidRequest(f"{where}: image_url.url must be an http(s) URL or a data: URL", field=where)
 
 
-def _text_only(content: str | list[ContentPartIn] | None, where: str) -> str:
+def _text_only(content: str | list[TextPartIn] | None) -> str:
     if content is None or isinstance(content, str):
         return content or ""
-    texts = [p.text or "" for p in content if p.type in ("text", "input_text")]
-    if len(texts) != len(content):
-        raise InvalidRequest(f"{where}: a tool result can only contain text", field=f"{where}.content")
-    return "".join(texts)
+    return "".join(p.text for p in content)
 
 
 def _arguments(raw: str, where: str) -> dict[str, Any]:

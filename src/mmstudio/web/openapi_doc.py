@@ -5,11 +5,13 @@ FastAPI documents the success answer of each route and its own 422. The studio a
 tree produce. `install` wraps `app.openapi` so each operation declares them, with one shared error schema
 per API family (OpenAI's shape on `/v1`, the studio's on the rest):
 
-- 400 when it takes parameters or a body; 413 when it takes a body; 415 when the body is an upload;
+- 400 when it takes parameters or a body; 409 and 413 when it takes a body (a name taken, too large);
+  415 when the body is an upload;
 - 404 when its path has parameters (an id that does not exist, or a tier that is not there);
 - 401 and 403 on the routes that need a gateway key once keys are on (`web/auth.is_protected`);
 - 503 on every route but `/healthz` (the studio is still starting, or no model is usable);
-- 429, 502 and 504 on the routes that call a model (rate limits, the upstream's error or timeout).
+- 429, 502 and 504 on the routes that call a model (rate limits, the upstream's error or timeout), and
+  on registering an endpoint (its connection test).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ _DESCRIPTIONS = {
     400: "Bad input: what was wrong and what is allowed",
     401: "A gateway key is needed (keys are on)",
     403: "The key may not use this route",
-    404: "Not found",
+    404: "Not found: an id in the path, or an id or model named in the body",
+    409: "The input clashes with what is stored (a name or alias taken)",
     413: "The request body is too large",
     415: "The upload is not of a type this route reads",
     429: "Rate limited",
@@ -119,7 +122,7 @@ def statuses(method: str, path: str, operation: dict[str, Any]) -> set[int]:
     if parameters or reads_body:
         found.add(400)
     if reads_body:
-        found.add(413)
+        found |= {409, 413}
         if body is None or "multipart/form-data" in (body.get("content") or {}):
             found.add(415)  # a body read by hand (an upload) or a form
     if reads_body or any(p.get("in") == "path" for p in parameters):

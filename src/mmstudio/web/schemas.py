@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
+from mmstudio.domain.endpoints import normalize_base_url
 from mmstudio.domain.types import Endpoint, HealthState, ModelView, RegisteredEndpoint
 
 
@@ -153,11 +156,45 @@ RegistrablePlatform = Literal[
 ]
 
 
+# A base URL the studio can reach: http(s), a host name or IPv4 address (or [::1]), a port up to 65535
+# and a path. The domain's `normalize_base_url` says precisely what is wrong with anything else.
+PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+BASE_URL = rf"^\s*https?://(?:[A-Za-z0-9._~-]+|\[::1\])(?::{PORT})?(?:/\S*)?\s*$"
+
+
+def _base_url(value: str) -> str:
+    normalize_base_url(value)  # raises InvalidRequest naming the problem
+    if re.search(BASE_URL, value) is None:
+        raise PydanticCustomError(
+            "base_url", "base_url '{value}' is not http(s)://host[:port][/path]", {"value": value[:100]}
+        )
+    return value
+
+
+BaseUrl = Annotated[
+    str,
+    Field(
+        max_length=500,
+        description="e.g. http://127.0.0.1:11434",
+        json_schema_extra={"pattern": BASE_URL},
+    ),
+    AfterValidator(_base_url),
+]
+
+
 class EndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["model"], "properties": {"model": {"type": "string", "minLength": 1}}},
+                {"required": ["models"], "properties": {"models": {"type": "array", "minItems": 1}}},
+            ]
+        },
+    )
 
     platform: RegistrablePlatform
-    base_url: str = Field(min_length=8, max_length=500)
+    base_url: BaseUrl
     api_key: str | None = Field(default=None, max_length=500)
     name: str | None = Field(default=None, max_length=40, description="provider id for model ids")
     models: list[ModelName] = Field(default_factory=list, max_length=100)
@@ -177,7 +214,7 @@ class EndpointTest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     platform: RegistrablePlatform
-    base_url: str = Field(min_length=8, max_length=500)
+    base_url: BaseUrl
     api_key: str | None = Field(default=None, max_length=500)
 
 

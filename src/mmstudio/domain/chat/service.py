@@ -304,10 +304,7 @@ class ChatService:
             await self.store.get_prompt_profile(profile_id)
         except NotFound:
             names = ", ".join(p.name for p in await self.store.list_prompt_profiles()) or "none yet"
-            raise InvalidRequest(
-                f"unknown prompt profile {profile_id!r}; existing profiles: {names}",
-                field="prompt_profile_id",
-            ) from None
+            raise NotFound(f"unknown prompt profile {profile_id!r}; existing profiles: {names}") from None
 
     def _check_parent(self, parent: Message, conversation_id: str) -> None:
         if parent.conversation_id != conversation_id:
