@@ -58,7 +58,11 @@ class ConfigError(StudioError):
 
 
 class NotFound(StudioError):
-    """A thing the caller named does not exist."""
+    """A thing the caller named does not exist; `field` is the input that named it, when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelNotFound(NotFound):

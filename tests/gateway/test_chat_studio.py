@@ -285,7 +285,7 @@ async def test_the_agent_needs_a_model_that_can_call_tools(live: OpenLive) -> No
         r = await studio.client.post(
             f"{UI}/send", json={"content": "x", "model": "ollama/tiny:latest", "routing_profile": "agent"}
         )
-    assert r.status_code == 400 and "cannot call tools" in r.text
+    assert r.status_code == 404 and "cannot call tools" in r.text
 
 
 async def test_the_agent_runs_tools_and_stores_calls_and_results(

@@ -247,7 +247,7 @@ async def test_bad_input_table(live: OpenLive, a1111: FakeA1111Server, cloud: Fa
     assert unknown.status_code == 404 and model in unknown.json()["message"]
     assert "openai/gpt-image-1" in unknown.json()["message"]
     chat = await post({"prompt": "x", "model": "openai/gpt-4o-mini"})
-    assert chat.status_code == 400 and "is a chat model; image models:" in chat.json()["message"]
+    assert chat.status_code == 404 and "is a chat model; image models:" in chat.json()["message"]
     for body, field, words in [
         ({"prompt": "   "}, "prompt", "prompt is required"),
         ({"prompt": "x", "n": 11}, "n", "between 1 and 10"),
@@ -255,7 +255,6 @@ async def test_bad_input_table(live: OpenLive, a1111: FakeA1111Server, cloud: Fa
         ({"prompt": "x" * 40_000, "model": "openai/gpt-image-1"}, "prompt", "at most 32000"),
         ({"prompt": "x", "size": "huge"}, "size", "size"),
         ({"prompt": "x", "quality": "ultra"}, "quality", "auto, low"),
-        ({"prompt": "x", "references": ["nope"]}, "references", "no image 'nope'"),
         ({"prompt": "x", "surprise": 1}, None, "surprise"),
         ({"prompt": 5}, None, "prompt"),
     ]:
@@ -264,6 +263,9 @@ async def test_bad_input_table(live: OpenLive, a1111: FakeA1111Server, cloud: Fa
         assert words in answer.json()["message"], (body, answer.json())
         if field:
             assert answer.json()["field"] == field
+    missing = await post({"prompt": "x", "references": ["nope"]})  # an id that names nothing: a 404
+    assert missing.status_code == 404 and "no image 'nope'" in missing.json()["message"]
+    assert missing.json()["field"] == "references"
 
     # Uploads: not an image, too big, a decompression bomb.
     for data, status in [(b"<svg onload=alert(1)>", 415), (b"\0" * 1_100_000, 413), (_bomb(), 400)]:

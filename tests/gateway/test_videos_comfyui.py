@@ -171,7 +171,7 @@ async def test_a_missing_model_file_says_what_to_download(live: OpenLive) -> Non
             "/api/videos",
             json={"prompt": "x", "model": "comfyui/wan-i2v", "start_image": still.json()["id"]},
         )
-        assert answer.status_code == 400 and "clip_vision_h.safetensors" in answer.json()["message"]
+        assert answer.status_code == 503 and "clip_vision_h.safetensors" in answer.json()["message"]
         assert comfy.submissions == 0
 
 
@@ -183,7 +183,8 @@ async def test_an_offline_comfyui_is_listed_with_the_reason(live: OpenLive) -> N
     assert not t2v["usable"] and not t2v["default"] and t2v["reason"].endswith("start it")
     assert t2v["reason"].count(f"http://{env['COMFYUI_URL']}") == 1  # where it is, said once
     answer = await running.client.post("/api/videos", json={"prompt": "a fox", "model": "comfyui/wan-t2v"})
-    assert answer.status_code == 400 and answer.json()["field"] == "model"
+    assert answer.status_code == 503 and answer.json()["skipped"][0]["model"] == "comfyui/wan-t2v"
+    assert "start it" in answer.json()["message"]
 
 
 async def test_cancel_interrupts_comfyui(live: OpenLive, comfy: FakeComfyUIVideoServer) -> None:

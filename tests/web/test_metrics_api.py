@@ -148,11 +148,11 @@ async def test_summary_by_model_requested_and_known_prices(app: FastAPI, client:
     [
         ({"bucket": "2h"}, "bucket", "1m, 5m, 15m, 1h, 6h, 1d"),
         ({"by": "asked"}, "by", "used, requested"),
-        ({"since": "yesterday"}, "since", "ISO-8601"),
+        ({"since": "yesterday"}, "since", "RFC 3339"),
         ({"until": "2026-13-01"}, "until", "relative time like"),
         ({"since": "1h", "until": "2h"}, "since", "must be before"),
         ({"since": "30d", "bucket": "1m"}, "bucket", "larger bucket"),
-        ({"since": "999999w"}, "since", "year 1"),
+        ({"since": "999999w"}, "since", "at most 5 digits"),
     ],
 )
 async def test_bad_parameters_are_400s_that_say_what_is_allowed(

@@ -113,6 +113,13 @@ def normalize_base_url(raw: str) -> str:
         raise InvalidRequest(
             f"base_url {raw!r} has no host name (e.g. http://127.0.0.1:11434)", field="base_url"
         )
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise InvalidRequest(
+            f"base_url {raw!r}: {host!r} is not a host name (labels of 1 to 63 characters between dots)",
+            field="base_url",
+        ) from None
     return value
 
 

@@ -184,9 +184,12 @@ class ModelRegistry:
         """Make `ref` the active model; it must be a chat or code model. Persisted across restarts."""
         resolved = self.resolve(ref)
         if resolved.entry.modality not in ACTIVE_MODALITIES:
-            raise InvalidRequest(
-                f"{resolved.entry.id} is a {resolved.entry.modality} model; the active model must be "
-                f"one of: {', '.join(ACTIVE_MODALITIES)}"
+            usable = [v.entry.id for v in self.views() if v.entry.modality in ACTIVE_MODALITIES]
+            raise ModelNotFound(
+                ref,
+                usable,
+                f"{resolved.entry.id} is a {resolved.entry.modality} model; the active model must be a "
+                f"{' or '.join(ACTIVE_MODALITIES)} model: {', '.join(usable) or 'none yet'}",
             )
         if self._preference_store is not None:
             await self._preference_store.set(ACTIVE_MODEL, resolved.entry.id)

@@ -176,7 +176,7 @@ class VideoProjectRepository:
             known = {row.id: row for row in live}
             unknown = [c for c in clip_ids if c not in known]
             if unknown:
-                raise InvalidRequest(f"unknown clip id(s): {', '.join(unknown)}", field="clip_ids")
+                raise NotFound(f"unknown clip id(s): {', '.join(unknown)}", field="clip_ids")
             if len(set(clip_ids)) != len(clip_ids) or set(clip_ids) != set(known):
                 missing = sorted(set(known) - set(clip_ids))
                 raise InvalidRequest(

@@ -11,14 +11,34 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from mmstudio.errors import InvalidRequest
+from mmstudio.web.constraints import describe
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` for a route whose body is read with `parse_body`."""
-    schema = {"schema": model.model_json_schema()}
-    return {"requestBody": {"required": True, "content": {"application/json": schema}}}
+    """`openapi_extra` for a route whose body is read with `parse_body` (its nested models inlined: a
+    `#/$defs/...` reference would point into the OpenAPI document, not the schema)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(
+                    {
+                        **definitions[ref.removeprefix("#/$defs/")],
+                        **{k: v for k, v in node.items() if k != "$ref"},
+                    }
+                )
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -29,10 +49,15 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", field="body") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object", field="body")
+    return validate(model, payload)
+
+
+def validate(model: type[M], payload: dict[str, Any]) -> M:
+    """`payload` (a JSON object, or a form's fields) as `model`, or a 400 naming every problem."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()]
+        problems = [describe(err, ".".join(str(p) for p in err["loc"]) or "body") for err in exc.errors()]
         first = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "body"
         raise InvalidRequest("; ".join(problems), field=first) from None
 
@@ -72,3 +97,59 @@ PAGE_PARAMETERS: dict[str, Any] = {
     ]
 }
 """`openapi_extra` for a list route whose `limit` and `offset` are read with `int_param`."""
+
+
+IMAGE_UPLOAD_TYPES = "image/png, image/jpeg, image/webp, image/gif"
+"""What an image upload may be (`encoding.contentType` of its file part)."""
+
+
+def upload_body(
+    files: dict[str, str],
+    *,
+    content_types: str,
+    fields: dict[str, dict[str, Any]] | None = None,
+    required: tuple[str, ...] | None = None,
+    many: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads a multipart form by hand: `files` (name → description)
+    are file parts of `content_types`, the ones in `many` a list of 1 or more; `fields` are plain
+    ones (name → JSON Schema). Every file is required unless `required` names the ones that are."""
+    properties: dict[str, Any] = {}
+    for name, description in files.items():
+        part = {"type": "string", "format": "binary", "description": description}
+        properties[name] = {"type": "array", "items": part, "minItems": 1} if name in many else part
+    properties.update(fields or {})
+    schema = {
+        "type": "object",
+        "required": list(required if required is not None else files),
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    # A file part without a filename is a plain field to a form parser: every file part has one.
+    encoding = {
+        name: {
+            "contentType": content_types,
+            "headers": {
+                "Content-Disposition": {
+                    "schema": {"type": "string", "example": f'form-data; name="{name}"; filename="{name}"'}
+                }
+            },
+        }
+        for name in files
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema, "encoding": encoding}},
+        }
+    }
+
+
+def check_form(form: Any, allowed: set[str]) -> None:
+    """A 400 naming the form's fields that the route does not read (its schema has no others)."""
+    unknown = sorted(set(form.keys()) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown form field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}",
+            field=unknown[0],
+        )

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.router import RoutedStream, RouteInfo
 from mmstudio.errors import InvalidRequest, ModelNotFound
 from mmstudio.providers.base import ChatRequest, StreamEvent, Usage
+from mmstudio.web.constraints import NOT_BLANK, RequestModel
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import MessageIn, convert_messages
@@ -28,8 +29,21 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api", tags=["chat"])
 
 
-class StudioChatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class StudioChatIn(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={  # a provider names where a model is: the model is needed with it
+            "if": {
+                "required": ["providerId"],
+                "properties": {"providerId": {"type": "string", "pattern": NOT_BLANK}},
+            },
+            "then": {
+                "required": ["modelId"],
+                "properties": {"modelId": {"type": "string", "pattern": NOT_BLANK}},
+            },
+        },
+    )
 
     messages: list[MessageIn] = Field(min_length=1, description="OpenAI-style messages")
     modelId: str | None = Field(default=None, description="a model id, name or alias")

@@ -9,28 +9,49 @@ the service, not by this response: closing the connection does not stop it, and
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictBool, Tag
+from pydantic import AfterValidator, ConfigDict, Discriminator, Field, StrictBool, Tag
 from pydantic_core import PydanticCustomError
 
 from mmstudio.domain.chat.context import IMAGE_TYPES, MAX_TEXT
-from mmstudio.domain.chat.export import export_json, export_markdown, import_json, message_json
+from mmstudio.domain.chat.export import (
+    FORMAT,
+    MAX_IMPORT_MESSAGES,
+    VERSION,
+    export_json,
+    export_markdown,
+    import_json,
+    message_json,
+)
 from mmstudio.domain.chat.generation import Generation
 from mmstudio.domain.chat.service import ROUTING, Started
 from mmstudio.domain.chat.types import (
+    PART_TYPES,
+    ROLES,
     ROUTING_PROFILES,
+    STATUSES,
     Conversation,
     ConversationUpdate,
     Message,
     PromptProfile,
 )
 from mmstudio.errors import InvalidRequest
-from mmstudio.web.bodies import MAX_OFFSET
-from mmstudio.web.constraints import BASE64, NOT_BLANK, http_url, matching, one_of, text
+from mmstudio.web.bodies import MAX_OFFSET, body_schema, parse_body
+from mmstudio.web.constraints import (
+    BASE64,
+    DATE_TIME,
+    NOT_BLANK,
+    RequestModel,
+    http_url,
+    matching,
+    one_of,
+    text,
+)
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.sse import sse_event, sse_response
 
@@ -40,7 +61,7 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
 
 
-class _In(BaseModel):
+class _In(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -56,7 +77,7 @@ class ImageLinkIn(_In):
 
 class ImageDataIn(_In):
     type: Literal["image"]
-    data: Annotated[str, matching(BASE64, "data is not valid base64")] = Field(
+    data: Annotated[str, Field(min_length=1), matching(BASE64, "data is not valid base64")] = Field(
         description="the image, base64"
     )
     media_type: Annotated[str, one_of(IMAGE_TYPES, "media_type")] = "image/png"
@@ -170,12 +191,60 @@ class NavigateIn(_In):
 
 
 class PromptProfileIn(_In):
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, text("name cannot be empty", max_length=100)]
     system_prompt: str = Field(default="", max_length=100_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     memory: StrictBool = False
+
+
+# A conversation file (what `export` writes): its shape, checked before `import_json` reads its tree
+# (ids unique, every parent before its children). Fields not named here are kept by the exporter for
+# people and ignored on import.
+class _FileObject(RequestModel):
+    model_config = ConfigDict(extra="allow")
+
+
+Timestamp = Annotated[str, DATE_TIME]
+
+
+class FilePart(_FileObject):
+    type: Literal[PART_TYPES]  # type: ignore[valid-type]
+
+
+class FileMessage(_FileObject):
+    id: str
+    parentId: str | None = None
+    role: Literal[ROLES]  # type: ignore[valid-type]
+    status: Literal[STATUSES] = "complete"  # type: ignore[valid-type]
+    parts: list[FilePart]
+    modelRequested: str | None = None
+    model: Annotated[str, Field(max_length=400)] | None = None
+    provider: Annotated[str, Field(max_length=40)] | None = None
+    inputTokens: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    outputTokens: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    latencyMs: Annotated[float, Field(ge=0)] | None = None
+    ttftMs: Annotated[float, Field(ge=0)] | None = None
+    attempts: list[dict[str, Any]] | None = None
+    error: str | None = None
+    createdAt: Timestamp | None = None
+    updatedAt: Timestamp | None = None
+
+
+class FileConversation(_FileObject):
+    title: str | None = None
+    model: str | None = None
+    routingProfile: str | None = None
+    currentLeafId: str | None = None
+    createdAt: Timestamp | None = None
+
+
+class ConversationFile(_FileObject):
+    format: Literal[FORMAT]  # type: ignore[valid-type]
+    version: Literal[VERSION]  # type: ignore[valid-type]
+    conversation: FileConversation
+    messages: Annotated[list[FileMessage], Field(max_length=MAX_IMPORT_MESSAGES)]
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -344,10 +413,11 @@ async def create_conversation(body: ConversationIn, studio: StudioDep) -> dict[s
     return {"conversation": conversation_json(conversation)}
 
 
-@router.post("/conversations/import", status_code=201)
-async def import_conversation(document: dict[str, Any], studio: StudioDep) -> dict[str, Any]:
+@router.post("/conversations/import", status_code=201, openapi_extra=body_schema(ConversationFile))
+async def import_conversation(request: Request, studio: StudioDep) -> dict[str, Any]:
     """A new conversation from one of our JSON exports (all branches; new ids)."""
-    conversation = await import_json(studio.conversations.store, document)
+    await parse_body(request, ConversationFile)  # the file's shape; import_json checks its tree
+    conversation = await import_json(studio.conversations.store, json.loads(await request.body()))
     return {"conversation": conversation_json(conversation)}
 
 
@@ -433,7 +503,16 @@ async def graph(conversation_id: str, studio: StudioDep) -> dict[str, Any]:
     return {"conversationId": conversation_id, "nodes": nodes, "edges": edges}
 
 
-@router.get("/conversations/{conversation_id}/export", response_model=None)
+@router.get(
+    "/conversations/{conversation_id}/export",
+    response_model=None,
+    responses={
+        200: {
+            "description": "JSON (ours) or Markdown",
+            "content": {"application/json": {}, "text/markdown": {}},
+        }
+    },
+)
 async def export(
     conversation_id: str,
     studio: StudioDep,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.codegen import catalog
 from mmstudio.domain.codegen.service import (
@@ -30,7 +30,7 @@ from mmstudio.domain.codegen.types import GeneratedFile, Project
 from mmstudio.errors import StudioError
 from mmstudio.web.auth import get_principal
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
-from mmstudio.web.constraints import one_of, text
+from mmstudio.web.constraints import RequestModel, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.errors import error_body, render_error
 from mmstudio.web.gateway import route_options
@@ -39,7 +39,7 @@ from mmstudio.web.sse import sse_event, sse_response
 router = APIRouter(prefix="/api/codegen", tags=["creator studio"])
 
 
-class CodegenIn(BaseModel):
+class CodegenIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     projectName: Annotated[
@@ -140,7 +140,10 @@ async def follow_project(project_id: str, studio: StudioDep) -> StreamingRespons
     return sse_response(_frames(service, project_id), {"x-mmstudio-project-id": project_id})
 
 
-@router.get("/projects/{project_id}/zip")
+@router.get(
+    "/projects/{project_id}/zip",
+    responses={200: {"description": "the project's files", "content": {"application/zip": {}}}},
+)
 async def download(project_id: str, studio: StudioDep) -> Response:
     """The project's files as a ZIP archive."""
     service: CodegenService = studio.codegen

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.chat.compare import (
     CompareAnswer,
@@ -26,7 +26,7 @@ from mmstudio.domain.chat.compare import (
 )
 from mmstudio.domain.chat.leaderboard import BOTH_BAD, MAX_MODELS, MIN_MODELS, TIE
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
-from mmstudio.web.constraints import counted, text
+from mmstudio.web.constraints import RequestModel, counted, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_options
 from mmstudio.web.sse import sse_event, sse_response
@@ -34,7 +34,7 @@ from mmstudio.web.sse import sse_event, sse_response
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
 
 
-class CompareIn(BaseModel):
+class CompareIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: Annotated[str, text("the prompt is empty: write something for the models to answer")] = Field(
@@ -52,7 +52,7 @@ class CompareIn(BaseModel):
     stream: bool = Field(default=True, description="false: wait and answer with the finished run")
 
 
-class VoteIn(BaseModel):
+class VoteIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     winner: str = Field(description=f'one of the run\'s models, "{TIE}" or "{BOTH_BAD}"')

@@ -3,8 +3,9 @@ document (generated from the same pydantic models) is never looser or stricter t
 
 Each helper returns a `Rule`, used as `Annotated` metadata: `prompt: Annotated[str, text("...")]`.
 Pydantic runs the rule's check after the type's own, and the schema gets the rule's keywords
-(`pattern`, `maxLength`, `enum`, `minimum`...). Patterns are Python regular expressions used with
-`search`, as JSON Schema's `pattern` is; a value refused gets the studio's message, not pydantic's.
+(`pattern`, `maxLength`, `enum`, `minimum`...). Patterns are used with `search`, as JSON Schema's
+`pattern` is, and read as it reads them (`compile_pattern`); a value refused gets the studio's message,
+not pydantic's.
 """
 
 from __future__ import annotations
@@ -14,20 +15,46 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-NOT_BLANK = r"\S"
-"""At least one character that is not a space (Python's `\\S`: exactly what `str.strip` keeps)."""
-SAYS_SOMETHING = r"[^\s\x00-\x1f\x7f-\x9f]"
+from mmstudio.domain.ids import ID_PATTERN
+from mmstudio.domain.times import parse_time
+
+# Every pattern is read the way JSON Schema reads it (ECMA-262): `\d` and `\w` over ASCII, and a
+# closing `$` only at the very end (Python's `$` also matches before a final newline). Spaces are
+# spelled out, since `\s` differs between the two; SPACE is exactly what Python's `str.strip` removes.
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = rf"[^{SPACE}]"
+"""At least one character that is not a space: a string `strip` leaves something of."""
+SAYS_SOMETHING = rf"[^{SPACE}\x00-\x1f\x7f-\x9f]"
 """At least one character that is neither a space nor a control character (what is left of a text
 once control characters are dropped and it is stripped)."""
-HTTP_URL = r"^https?://\S"
-ID = r"^[A-Za-z0-9._:-]{1,36}$"
-"""What an id the studio made (a UUID) or imported looks like; the id columns hold 36 characters."""
+HTTP_URL = rf"^https?://[^{SPACE}]"
+ID = ID_PATTERN
+"""What an id the studio made (a UUID) looks like."""
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 """Standard base64 with its padding: what `base64.b64decode(..., validate=True)` reads."""
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` as JSON Schema means it (see above), for `search`."""
+    return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern, re.ASCII)
+
+
+# The error types of the rules here whose messages name their field themselves ("n must be between...",
+# "unknown framework ..."): shown as they are, where pydantic's own messages get the field's path first.
+SELF_NAMED = frozenset(
+    {"pattern", "enum", "range", "count", "unique", "blank", "date_time", "base_url", "part"}
+)
+
+
+def describe(error: Mapping[str, Any], where: str) -> str:
+    """One validation error in words: `where` (the field's path) and the message, or the message alone
+    when it names its field itself."""
+    message = str(error.get("msg", "invalid"))
+    return message if error.get("type") in SELF_NAMED else f"{where}: {message}"
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, as `Annotated` needs
@@ -53,7 +80,7 @@ def matching(pattern: str | None, message: str, *, max_length: int | None = None
     """A string that `pattern` finds something in (any string with `None`); any other is refused
     with `message`, where `{value}` stands for the start of the value. Over `max_length` characters
     it is refused saying how many it has and how many are allowed."""
-    compiled = re.compile(pattern) if pattern is not None else None
+    compiled = compile_pattern(pattern) if pattern is not None else None
 
     def check(value: str) -> str:
         if max_length is not None and len(value) > max_length:
@@ -131,3 +158,41 @@ def counted(min_items: int, max_items: int, message: str, *, unique: str | None 
     if unique is not None:
         keywords["uniqueItems"] = True
     return Rule(check, keywords)
+
+
+def _date_time(value: str) -> str:
+    if parse_time(value, date_only=False) is None:
+        raise PydanticCustomError(
+            "date_time",
+            "'{value}' is not an RFC 3339 date-time (like 2026-01-31T12:00:00Z)",
+            {"value": value[:80]},
+        )
+    return value
+
+
+DATE_TIME = Rule(_date_time, {"format": "date-time"})
+"""An RFC 3339 date-time (JSON Schema's `date-time`), as `domain.times.parse_time` reads it."""
+
+
+def _whole_numbers(value: Any) -> Any:
+    """`value` with every float that is a whole number (JSON's `1.0`) as an int, throughout."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+class RequestModel(BaseModel):
+    """A request body: strict, so a value of the wrong JSON type is refused rather than converted (no
+    `"1"` for a number, no `0` for a boolean), except that a whole number written `1.0` is an integer,
+    as JSON Schema says."""
+
+    model_config = ConfigDict(strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_numbers(cls, data: Any) -> Any:
+        return _whole_numbers(data)

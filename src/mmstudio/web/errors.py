@@ -33,6 +33,7 @@ from mmstudio.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from mmstudio.web.constraints import describe
 from mmstudio.web.deps import StudioStarting
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def error_body(exc: StudioError) -> tuple[int, dict[str, object]]:
     if isinstance(exc, ProviderError):
         status = provider_status(exc)
     body: dict[str, object] = {"error": title, "message": exc.message}
-    if isinstance(exc, InvalidRequest) and exc.field:
+    if isinstance(exc, (InvalidRequest, NotFound)) and exc.field:
         body["field"] = exc.field
     if isinstance(exc, ModelNotFound):
         body["available"] = exc.available[:200]
@@ -135,7 +136,7 @@ def render_error(
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if is_openai_path(path):
         code = exc.kind if isinstance(exc, ProviderError) else _openai_code(exc)
-        field = exc.field if isinstance(exc, InvalidRequest) else None
+        field = exc.field if isinstance(exc, (InvalidRequest, NotFound)) else None
         body = openai_body(status, exc.message, param=field, code=code)
     return JSONResponse(body, status_code=status, headers=headers or None)
 
@@ -199,7 +200,7 @@ def install(app: FastAPI) -> None:
             named = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
             where = ".".join(str(p) for p in named) or "body"
             first_field = first_field or where
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
+            problems.append(describe(err, where))
         message = "; ".join(problems) or "invalid request body"
         if is_openai_path(request.url.path):
             return JSONResponse(openai_body(400, message, param=first_field), status_code=400)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.media.images import (
     FIDELITIES,
@@ -27,14 +27,23 @@ from mmstudio.domain.media.images import (
     ImageOutcome,
     ImageService,
 )
+from mmstudio.domain.media.sizes import SIZE_PATTERN
 from mmstudio.domain.media.types import MediaAsset
 from mmstudio.domain.plan import Candidate, Plan
 from mmstudio.domain.router import Attempt
 from mmstudio.domain.types import ModelView
 from mmstudio.errors import InvalidRequest, NotFound, StudioError
 from mmstudio.providers.media.base import ImageProgress
-from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
-from mmstudio.web.constraints import between, one_of, text
+from mmstudio.web.bodies import (
+    IMAGE_UPLOAD_TYPES,
+    PAGE_PARAMETERS,
+    body_schema,
+    check_form,
+    int_param,
+    parse_body,
+    upload_body,
+)
+from mmstudio.web.constraints import RequestModel, between, matching, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.errors import error_body
 from mmstudio.web.gateway import route_headers, route_options
@@ -45,7 +54,24 @@ router = APIRouter(tags=["images"])
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-class ImageFields(BaseModel):
+# The success answers of the routes that send a stored file's bytes, not JSON.
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file (an image or a video)", "content": {"image/*": {}, "video/*": {}}}
+}
+THUMB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a WebP thumbnail", "content": {"image/webp": {}}}
+}
+
+SIZE_MESSAGE = (
+    "size '{value}' is not a size or an aspect ratio; use WIDTHxHEIGHT (e.g. 1024x1024), W:H (e.g. 16:9) "
+    "or auto"
+)
+SIZE_DESCRIPTION = (
+    "WIDTHxHEIGHT (sides 64 to 8192), W:H (1:4 to 4:1) or auto; mapped to the nearest the model can do"
+)
+
+
+class ImageFields(RequestModel):
     """What to draw and with what: `POST /api/images` and `POST /api/images/jobs` share these."""
 
     model_config = ConfigDict(extra="forbid")
@@ -59,8 +85,8 @@ class ImageFields(BaseModel):
     n: Annotated[int, between(1, MAX_N, "n")] = Field(
         default=1, description="how many images (1 to the model's maximum, at most 10)"
     )
-    size: str | None = Field(
-        default=None, description="WIDTHxHEIGHT, W:H or auto; mapped to the nearest the model can do"
+    size: Annotated[str, matching(SIZE_PATTERN, SIZE_MESSAGE)] | None = Field(
+        default=None, description=SIZE_DESCRIPTION
     )
     quality: Annotated[str, one_of(QUALITIES, "quality")] | None = Field(
         default=None, description="where the model has it"
@@ -287,7 +313,13 @@ async def reuse_image(asset_id: str, studio: StudioDep) -> JSONResponse:
 # -- media bytes ---------------------------------------------------------------------------------
 
 
-@router.post("/api/media", status_code=201)
+@router.post(
+    "/api/media",
+    status_code=201,
+    openapi_extra=upload_body(
+        {"file": "an image (PNG, JPEG, WebP, GIF) or a clip"}, content_types=IMAGE_UPLOAD_TYPES
+    ),
+)
 async def upload(request: Request, studio: StudioDep) -> JSONResponse:
     """Upload a reference photo or an image to edit (multipart field `file`): checked, turned upright
     (EXIF orientation) and stored without its metadata."""
@@ -299,19 +331,20 @@ async def upload(request: Request, studio: StudioDep) -> JSONResponse:
         item = form.get("file")
         if item is None or isinstance(item, str):
             raise InvalidRequest("send the image as a multipart file field named 'file'", field="file")
+        check_form(form, {"file"})
         data = await item.read()
         filename = item.filename or "upload"
     asset = await studio.media.save_upload(data, filename)
     return JSONResponse(asset_json(studio, asset), status_code=201)
 
 
-@router.get("/api/media/{asset_id}")
+@router.get("/api/media/{asset_id}", responses=MEDIA_RESPONSES)
 async def media_bytes(asset_id: str, request: Request, studio: StudioDep) -> Response:
     """The image's bytes, with its content type and an ETag (its sha256)."""
     return await asset_bytes(request, studio, await _asset(studio, asset_id))
 
 
-@router.get("/api/media/{asset_id}/thumb")
+@router.get("/api/media/{asset_id}/thumb", responses=THUMB_RESPONSES)
 async def media_thumb(asset_id: str, request: Request, studio: StudioDep) -> Response:
     """A WebP thumbnail (made once, then served from memory or the media store)."""
     return await asset_thumb(request, studio, await _asset(studio, asset_id))

@@ -8,14 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.jobs.types import STATES, TERMINAL, Job
 from mmstudio.domain.video.models import VideoEntry
 from mmstudio.domain.video.service import VideoOrder
 from mmstudio.errors import InvalidRequest, StudioError
 from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
-from mmstudio.web.constraints import text
+from mmstudio.web.constraints import RequestModel, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.images_api import ImageFields
 from mmstudio.web.sse import sse_event, sse_response, with_keepalive
@@ -23,7 +23,7 @@ from mmstudio.web.sse import sse_event, sse_response, with_keepalive
 router = APIRouter(tags=["jobs"])
 
 
-class VideoIn(BaseModel):
+class VideoIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: Annotated[str, text("prompt is required: describe the video to make")] = Field(
@@ -141,7 +141,7 @@ async def list_jobs(request: Request, studio: StudioDep) -> JSONResponse:
         raise InvalidRequest(f"limit must be between 1 and 100, got {limit}", field="limit")
     if offset < 0:
         raise InvalidRequest(f"offset must be 0 or more, got {offset}", field="offset")
-    state = request.query_params.get("state") or None
+    state = request.query_params.get("state")
     if state is not None and state not in STATES:
         raise InvalidRequest(f"state {state!r} is not one of: {', '.join(STATES)}", field="state")
     page = await studio.jobs.list(

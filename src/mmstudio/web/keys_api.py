@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmstudio.domain.keys import GatewayKey
 from mmstudio.web.auth import AdminDep
+from mmstudio.web.constraints import RequestModel, text
 from mmstudio.web.deps import StudioDep
 
 router = APIRouter(prefix="/api/admin/keys", tags=["admin"])
 
 
-class KeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class KeyCreate(RequestModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # a key scoped to tiers is never an admin key
+            "if": {"required": ["admin"], "properties": {"admin": {"const": True}}},
+            "then": {"properties": {"tiers": {"type": "null"}}},
+        },
+    )
 
-    name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
+    name: Annotated[str, text("name cannot be empty", max_length=100)] = Field(
+        description="what the key is for, e.g. 'laptop'"
+    )
     admin: bool = Field(default=False, description="may manage keys (the first key always is)")
     rpm: int | None = Field(default=None, ge=1, le=10**9, description="requests per minute for this key")
     tpm: int | None = Field(default=None, ge=1, le=10**12, description="tokens per minute for this key")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from mmstudio.domain.chat.documents import SUPPORTED_TYPES
 from mmstudio.domain.chat.knowledge import MAX_MEMORY_CHARS, Document, Memory, Passage
+from mmstudio.domain.ids import ID_PATTERN
 from mmstudio.errors import InvalidRequest
-from mmstudio.web.constraints import SAYS_SOMETHING, an_id, matching
+from mmstudio.web.bodies import check_form, upload_body
+from mmstudio.web.constraints import SAYS_SOMETHING, RequestModel, an_id, matching
 from mmstudio.web.deps import StudioDep
 
 router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
@@ -20,30 +23,18 @@ router = APIRouter(prefix="/api/chat/ui", tags=["chat studio"])
 # conversation id; a body larger than the limit by more than this cannot hold an acceptable file.
 MULTIPART_SLACK: Final = 64 * 1024
 
-_UPLOAD_BODY: Final[dict[str, Any]] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "a text (.txt), Markdown (.md) or PDF file",
-                        },
-                        "conversation_id": {
-                            "type": "string",
-                            "description": "the conversation it belongs to; omit for every conversation",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+CONVERSATION_OR_NONE = f"^(?:{ID_PATTERN[1:-1]})?$"  # empty: none
+_UPLOAD_BODY: Final = upload_body(
+    {"file": "a text (.txt), Markdown (.md) or PDF file"},
+    content_types=", ".join(SUPPORTED_TYPES),
+    fields={
+        "conversation_id": {
+            "type": "string",
+            "pattern": CONVERSATION_OR_NONE,
+            "description": "the conversation it belongs to; omit (or empty) for every conversation",
+        }
+    },
+)
 
 
 class DocumentPublic(BaseModel):
@@ -101,7 +92,7 @@ class PassageList(BaseModel):
     passages: list[PassagePublic]
 
 
-class MemoryCreate(BaseModel):
+class MemoryCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     content: Annotated[
@@ -149,6 +140,7 @@ async def upload_document(request: Request, studio: StudioDep) -> DocumentPublic
             raise InvalidRequest(
                 "send the document as a multipart/form-data upload in the field 'file'", field="file"
             )
+        check_form(form, {"file", "conversation_id"})
         conversation_id = form.get("conversation_id")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise InvalidRequest("conversation_id must be a plain form field", field="conversation_id")
@@ -166,7 +158,9 @@ async def upload_document(request: Request, studio: StudioDep) -> DocumentPublic
 async def list_documents(
     studio: StudioDep,
     conversation_id: str | None = Query(
-        None, description="only what this conversation's retrieval uses: its documents and the global ones"
+        None,
+        pattern=CONVERSATION_OR_NONE,
+        description="only what this conversation's retrieval uses: its documents and the global ones",
     ),
 ) -> DocumentList:
     """Newest first."""
@@ -179,7 +173,9 @@ async def list_documents(
 async def search_documents(
     studio: StudioDep,
     q: str = Query("", description="any text; its words are matched as prefixes"),
-    conversation_id: str | None = Query(None, description="omit to search the global documents only"),
+    conversation_id: str | None = Query(
+        None, pattern=CONVERSATION_OR_NONE, description="omit to search the global documents only"
+    ),
     limit: int | None = Query(None, ge=1, le=50, description="default: chat.retrieval_chunks"),
 ) -> PassageList:
     """The passages retrieval would give a model for `q`, best first."""

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from mmstudio.domain.metrics import GroupBy
+from mmstudio.domain.times import EARLIEST, parse_time
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.deps import StudioDep
 
 router = APIRouter(tags=["metrics"])
 
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "1d": 86400}
-RELATIVE = re.compile(r"^(\d{1,6})([smhdw])$")
+RELATIVE = r"^[0-9]{1,5}[smhdw]$"  # at most 99999 weeks back: within the calendar
+TIME_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "string", "pattern": RELATIVE},
+        {"type": "string", "enum": ["now"]},
+    ]
+}
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_RANGE = timedelta(hours=24)
 
@@ -95,16 +104,29 @@ async def prometheus(studio: StudioDep) -> Response:
 async def summary(
     studio: StudioDep,
     since: Annotated[
-        str | None, Query(description="ISO-8601 time or a relative one like 1h, 24h, 7d (default 24h)")
+        str | None,
+        Query(
+            description="an RFC 3339 time or date, or one this long ago: 1h, 24h, 7d (default 24h)",
+            json_schema_extra=TIME_SCHEMA,
+        ),
     ] = None,
-    until: Annotated[str | None, Query(description="ISO-8601 time, relative, or now (default)")] = None,
-    bucket: Annotated[str, Query(description="bucket size: " + ", ".join(BUCKETS))] = "1h",
+    until: Annotated[
+        str | None,
+        Query(
+            description="an RFC 3339 time or date, relative, or now (default)", json_schema_extra=TIME_SCHEMA
+        ),
+    ] = None,
+    bucket: Annotated[
+        str,
+        Query(description="bucket size: " + ", ".join(BUCKETS), json_schema_extra={"enum": list(BUCKETS)}),
+    ] = "1h",
     model: Annotated[str | None, Query(description="only this model (provider/model)")] = None,
     by: Annotated[
         str,
         Query(
             description="count each request for the model that answered it (used) or the one asked for "
-            "(requested: failures and fallbacks then show against the model that failed)"
+            "(requested: failures and fallbacks then show against the model that failed)",
+            json_schema_extra={"enum": ["used", "requested"]},
         ),
     ] = "used",  # checked by the recorder, which answers a bad value with a 400 naming the choices
 ) -> MetricsSummaryPublic:
@@ -114,8 +136,12 @@ async def summary(
     if bucket_seconds is None:
         raise InvalidRequest(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}", field="bucket")
     now = studio.metrics.now()
-    end = _parse_time(until, now, "until") if until else now
-    start = _parse_time(since, now, "since") if since else end - DEFAULT_RANGE
+    end = _parse_time(until, now, "until") if until is not None else now
+    start = (
+        _parse_time(since, now, "since")
+        if since is not None
+        else max(end, EARLIEST + DEFAULT_RANGE) - DEFAULT_RANGE
+    )
     if start >= end:
         raise InvalidRequest(
             f"since ({start.isoformat()}) must be before until ({end.isoformat()})", field="since"
@@ -127,25 +153,19 @@ async def summary(
 
 
 def _parse_time(value: str, now: datetime, name: str) -> datetime:
-    text = value.strip()
-    if text == "now":
+    """`now`, a relative time (`RELATIVE`), or an RFC 3339 date-time or date (`parse_time`; an
+    unencoded "+00:00" in a query string arrives as " 00:00"). Times past either end of the calendar
+    are clamped to it."""
+    if value == "now":
         return now
-    relative = RELATIVE.match(text)
-    if relative:
-        amount, unit = relative.groups()
-        try:
-            return now - timedelta(**{UNITS[unit]: int(amount)})
-        except OverflowError:
-            raise InvalidRequest(f"{name} reaches before year 1: {value!r}", field=name) from None
-    # An unencoded "+00:00" in a query string arrives as " 00:00".
-    for candidate in (text, text.replace(" ", "+")):
-        try:
-            parsed = datetime.fromisoformat(candidate)
-        except ValueError:
-            continue
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if re.fullmatch(RELATIVE[1:-1], value, re.ASCII):
+        delta = timedelta(**{UNITS[value[-1]]: int(value[:-1])})
+        return now - delta if now - EARLIEST > delta else EARLIEST
+    parsed = parse_time(re.sub(r"(?<=[0-9]) ([0-9]{2}:[0-9]{2})$", r"+\1", value))
+    if parsed is not None:
+        return parsed
     raise InvalidRequest(
-        f"{name} must be an ISO-8601 time (like 2026-01-31T12:00:00Z), a relative time like "
-        f"30m, 1h, 24h, 7d (units s, m, h, d, w) or 'now'; got {value!r}",
+        f"{name} must be an RFC 3339 time (like 2026-01-31T12:00:00Z) or date (2026-01-31), a relative "
+        f"time like 30m, 1h, 24h, 7d (at most 5 digits; units s, m, h, d, w) or 'now'; got {value!r}",
         field=name,
     )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from mmstudio.domain.registry import ModelRequest
 from mmstudio.errors import EndpointTestFailed
+from mmstudio.web.constraints import RequestModel
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.schemas import (
     DetectionList,
@@ -49,7 +50,7 @@ async def list_models(
     )
 
 
-class ActiveModelIn(BaseModel):
+class ActiveModelIn(RequestModel):
     model: str = Field(
         min_length=1, max_length=400, description="`provider/model`, a registered name or alias"
     )

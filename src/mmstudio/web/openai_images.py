@@ -11,36 +11,74 @@ import asyncio
 import base64
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from mmstudio.domain.media.images import ImageOrder, ImageOutcome, ImageService
+from mmstudio.domain.media.images import (
+    FIDELITIES,
+    FORMATS,
+    MAX_N,
+    QUALITIES,
+    ImageOrder,
+    ImageOutcome,
+    ImageService,
+)
+from mmstudio.domain.media.sizes import SIZE_PATTERN
 from mmstudio.errors import InvalidRequest
-from mmstudio.web.bodies import body_schema, parse_body
+from mmstudio.web.bodies import IMAGE_UPLOAD_TYPES, body_schema, check_form, parse_body, upload_body
+from mmstudio.web.constraints import NOT_BLANK, RequestModel, between, matching, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
+from mmstudio.web.images_api import SIZE_DESCRIPTION, SIZE_MESSAGE
 
 router = APIRouter(prefix="/v1/images", tags=["openai"])
 
 RESPONSE_FORMATS = ("b64_json", "url")
 MAX_EDIT_IMAGES = 16
+IGNORED_EDIT_FIELDS = (
+    "background",
+    "moderation",
+    "output_compression",
+    "partial_images",
+    "stream",
+    "style",
+    "user",
+)
+EDIT_FIELDS = {
+    "image",
+    "image[]",
+    "mask",
+    "prompt",
+    "model",
+    "n",
+    "size",
+    "quality",
+    "input_fidelity",
+    "output_format",
+    "response_format",
+    *IGNORED_EDIT_FIELDS,
+}
 
 
-class ImageGenerationIn(BaseModel):
+class ImageGenerationIn(RequestModel):
     # OpenAI's fields; ones we do not use (style, user, background, moderation, ...) are accepted.
     model_config = ConfigDict(extra="allow")
 
-    prompt: str
+    prompt: Annotated[str, text("prompt is required: describe the image to make")]
     model: str | None = None
-    n: int = 1
-    size: str | None = None
-    quality: str | None = None
-    response_format: str | None = Field(default=None, description="b64_json (default) or url")
-    output_format: str | None = None
-    seed: int | None = None
+    n: Annotated[int, between(1, MAX_N, "n")] = 1
+    size: Annotated[str, matching(SIZE_PATTERN, SIZE_MESSAGE)] | None = Field(
+        default=None, description=SIZE_DESCRIPTION
+    )
+    quality: Annotated[str, one_of(QUALITIES, "quality")] | None = None
+    response_format: Annotated[str, one_of(RESPONSE_FORMATS, "response_format")] | None = Field(
+        default=None, description="b64_json (default) or url"
+    )
+    output_format: Annotated[str, one_of(FORMATS, "output_format")] | None = None
+    seed: Annotated[int, between(-1, 2**32 - 1, "seed")] | None = None
     negative_prompt: str | None = None
     fallbacks: bool = True
 
@@ -70,30 +108,28 @@ async def generations(request: Request, studio: StudioDep) -> Response:
 
 @router.post(
     "/edits",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["prompt", "image"],
-                        "properties": {
-                            "prompt": {"type": "string"},
-                            "model": {"type": "string"},
-                            "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                            "mask": {"type": "string", "format": "binary"},
-                            "n": {"type": "integer"},
-                            "size": {"type": "string"},
-                            "quality": {"type": "string"},
-                            "input_fidelity": {"type": "string", "enum": ["low", "high"]},
-                            "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
-                        },
-                    }
-                }
+    openapi_extra=upload_body(
+        {
+            "image": "an image to edit (several: repeat the part, as image or image[])",
+            "mask": "where to edit (transparent: edit here)",
+        },
+        content_types=IMAGE_UPLOAD_TYPES,
+        required=("prompt", "image"),
+        fields={
+            "prompt": {"type": "string", "pattern": NOT_BLANK},
+            "model": {"type": "string"},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+            "size": {"type": "string", "pattern": SIZE_PATTERN, "description": SIZE_DESCRIPTION},
+            "quality": {"type": "string", "enum": list(QUALITIES)},
+            "input_fidelity": {"type": "string", "enum": list(FIDELITIES)},
+            "output_format": {"type": "string", "enum": list(FORMATS)},
+            "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS)},
+            **{
+                name: {"type": "string", "description": "OpenAI's; accepted, not used"}
+                for name in IGNORED_EDIT_FIELDS
             },
-        }
-    },
+        },
+    ),
 )
 async def edits(request: Request, studio: StudioDep) -> Response:
     """Edit or combine images (OpenAI's `images.edit`, one image or several as `image[]`)."""
@@ -101,6 +137,7 @@ async def edits(request: Request, studio: StudioDep) -> Response:
     if not content_type.startswith("multipart/form-data"):
         raise InvalidRequest("images/edits takes multipart/form-data (image files and fields)", field="image")
     async with request.form(max_files=MAX_EDIT_IMAGES + 1, max_fields=40) as form:
+        check_form(form, EDIT_FIELDS)
         files = [f for key in ("image", "image[]") for f in form.getlist(key) if isinstance(f, UploadFile)]
         if not files:
             raise InvalidRequest("send at least one image file as 'image' (or 'image[]')", field="image")
@@ -119,11 +156,11 @@ async def edits(request: Request, studio: StudioDep) -> Response:
         model=fields.get("model") or None,
         n=_int(fields.get("n"), "n", 1),
         size=fields.get("size") or None,
-        quality=fields.get("quality") or None,
+        quality=fields.get("quality"),
         references=tuple(references),
         mask=mask_id,
-        input_fidelity=fields.get("input_fidelity") or None,
-        output_format=fields.get("output_format") or None,
+        input_fidelity=fields.get("input_fidelity"),
+        output_format=fields.get("output_format"),
     )
     service: ImageService = studio.images
     outcome = await service.generate(order, options=route_options(request, route="gateway"))
@@ -131,7 +168,7 @@ async def edits(request: Request, studio: StudioDep) -> Response:
 
 
 def _response_format(value: str | None) -> str:
-    fmt = value or "b64_json"
+    fmt = value if value is not None else "b64_json"
     if fmt not in RESPONSE_FORMATS:
         raise InvalidRequest(
             f"response_format {fmt!r} is not one of: {', '.join(RESPONSE_FORMATS)}", field="response_format"

@@ -7,19 +7,24 @@ create answers the job it made, and a restart resumes it instead of paying for i
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.video.service import VideoOrder
 from mmstudio.errors import InvalidRequest, NotFound
+from mmstudio.web.bodies import IMAGE_UPLOAD_TYPES, body_schema, check_form, parse_body, upload_body, validate
+from mmstudio.web.constraints import SAYS_SOMETHING, RequestModel, between, matching
 from mmstudio.web.deps import StudioDep
 
 router = APIRouter(prefix="/v1/videos", tags=["openai"])
+
+SECONDS = r"^(?:[1-9][0-9]{0,3})?$"  # empty: the model's default
+SECONDS_MESSAGE = "seconds must be a whole number of seconds, got '{value}'"
 
 STATUS = {
     "queued": "queued",
@@ -57,45 +62,69 @@ def video_json(job: Job) -> dict[str, Any]:
     }
 
 
+class VideoCreateIn(RequestModel):
+    """OpenAI's `videos.create` fields; others (OpenAI's or a client's own) are accepted and unused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: Annotated[str, matching(SAYS_SOMETHING, "prompt is required: describe the video to make")]
+    model: str | None = Field(default=None, description="video model id or alias; default: the first usable")
+    seconds: (
+        Annotated[int, between(1, 9999, "seconds")]
+        | Annotated[str, matching(SECONDS, SECONDS_MESSAGE)]
+        | None
+    ) = Field(
+        default=None, description="the length (one the model offers), as OpenAI's SDK sends it: a string"
+    )
+    size: str | None = Field(default=None, description="e.g. 1280x720 (one the model offers)")
+
+
+CREATE_BODY = body_schema(VideoCreateIn)
+CREATE_BODY["requestBody"]["content"]["multipart/form-data"] = {
+    "schema": {
+        "type": "object",
+        "required": ["prompt"],
+        "additionalProperties": False,
+        "properties": {
+            "prompt": {"type": "string", "pattern": SAYS_SOMETHING},
+            "model": {"type": "string"},
+            "seconds": {"type": "string", "pattern": SECONDS},
+            "size": {"type": "string"},
+            "input_reference": {"type": "string", "format": "binary", "description": "the first frame"},
+        },
+    },
+    "encoding": upload_body({"input_reference": ""}, content_types=IMAGE_UPLOAD_TYPES)["requestBody"][
+        "content"
+    ]["multipart/form-data"]["encoding"],
+}
+FORM_FIELDS = {"prompt", "model", "seconds", "size", "input_reference"}
+
+
 async def _order(request: Request, studio: Any) -> VideoOrder:
     """OpenAI's create fields (JSON, or multipart with an `input_reference` file)."""
     content_type = request.headers.get("content-type", "")
-    fields: dict[str, Any]
     start_id = None
     if content_type.startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=20) as form:
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            check_form(form, FORM_FIELDS)
+            body = validate(VideoCreateIn, {k: v for k, v in form.items() if isinstance(v, str)})
             reference = form.get("input_reference")
             if isinstance(reference, UploadFile):
                 data, name = await reference.read(), reference.filename or "reference.png"
                 start_id = (await studio.media.save_upload(data, name)).id
     else:
-        try:
-            fields = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise InvalidRequest("the body is not JSON", field="body") from None
-        if not isinstance(fields, dict):
-            raise InvalidRequest("the body must be a JSON object", field="body")
-    seconds = fields.get("seconds")
-    try:
-        duration = int(seconds) if seconds not in (None, "") else None
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"seconds must be a whole number, got {seconds!r}", field="seconds") from None
-    prompt = fields.get("prompt")
-    if not isinstance(prompt, str):
-        raise InvalidRequest("prompt is required", field="prompt")
-    size = fields.get("size")
+        body = await parse_body(request, VideoCreateIn)
     return VideoOrder(
-        prompt=prompt,
-        model=fields.get("model") or None,
-        duration_s=duration,
-        resolution=size if isinstance(size, str) and size else None,
+        prompt=body.prompt,
+        model=body.model or None,
+        duration_s=int(body.seconds) if body.seconds not in (None, "") else None,
+        resolution=body.size or None,
         start_image=start_id,
         idempotency_key=request.headers.get("idempotency-key") or None,
     )
 
 
-@router.post("")
+@router.post("", openapi_extra=CREATE_BODY)
 async def create(request: Request, studio: StudioDep) -> JSONResponse:
     """Create a video (OpenAI's `videos.create`)."""
     job, _ = await studio.videos.create(await _order(request, studio))
@@ -126,7 +155,13 @@ async def retrieve(video_id: str, studio: StudioDep) -> JSONResponse:
     return JSONResponse(video_json(await _job(studio, video_id)))
 
 
-@router.get("/{video_id}/content", response_model=None)
+@router.get(
+    "/{video_id}/content",
+    response_model=None,
+    responses={
+        200: {"description": "the video, or its poster", "content": {"video/*": {}, "image/webp": {}}}
+    },
+)
 async def content(video_id: str, request: Request, studio: StudioDep) -> Response:
     """The MP4 (`variant=video`, the default) or its poster (`variant=thumbnail`, WebP)."""
     job = await _job(studio, video_id)

@@ -9,7 +9,7 @@ import json
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from mmstudio.errors import InvalidRequest
 from mmstudio.providers.base import (
@@ -25,20 +25,20 @@ from mmstudio.providers.base import (
     ToolSpec,
     Usage,
 )
-from mmstudio.web.constraints import matching
+from mmstudio.web.constraints import SPACE, RequestModel, matching
 
 # Body fields we pass to the upstream as they are (OpenAI-compatible upstreams understand them).
 PASSTHROUGH = ("presence_penalty", "frequency_penalty", "logit_bias", "user", "parallel_tool_calls")
 
 
-class _Open(BaseModel):
+class _Open(RequestModel):
     model_config = ConfigDict(extra="allow")
 
 
 # An image part's URL: an http(s) URL, or a base64 `data:` URL of an image (what `image_part` reads).
 IMAGE_URL = (
-    r"^(?:https?://\S"
-    r"|data:image/[^;,]+;base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$)"
+    rf"^(?:https?://[^{SPACE}](?:.|\n)*"
+    r"|data:image/[^;,]+;base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$"
 )
 
 
@@ -123,6 +123,15 @@ class ToolIn(_Open):
     function: FunctionSpecIn
 
 
+class ToolChoiceName(_Open):
+    name: str
+
+
+class ToolChoiceFunction(_Open):
+    type: Literal["function"]
+    function: ToolChoiceName
+
+
 class StreamOptions(_Open):
     include_usage: bool = False
 
@@ -143,20 +152,15 @@ class ChatCompletionIn(_Open):
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(default=None, description="up to 4")
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
     tools: list[ToolIn] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: Literal["auto", "none", "required"] | ToolChoiceFunction | None = Field(
+        default=None, description="a function named here must be one of `tools`"
+    )
     response_format: ResponseFormat | None = None
     fallbacks: bool = True
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return value
 
 
 def to_chat_request(body: ChatCompletionIn) -> ChatRequest:
@@ -251,25 +255,14 @@ def _arguments(raw: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _tool_choice(value: str | dict[str, Any] | None, names: set[str]) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value not in ("auto", "none", "required"):
-            raise InvalidRequest(
-                f"tool_choice must be 'auto', 'none', 'required' or a function, got {value!r}",
-                field="tool_choice",
-            )
+def _tool_choice(value: str | ToolChoiceFunction | None, names: set[str]) -> str | None:
+    if not isinstance(value, ToolChoiceFunction):
         return value
-    name = (value.get("function") or {}).get("name") if isinstance(value.get("function"), dict) else None
-    if value.get("type") != "function" or not isinstance(name, str):
+    if value.function.name not in names:
         raise InvalidRequest(
-            'tool_choice must look like {"type": "function", "function": {"name": "..."}}',
-            field="tool_choice",
+            f"tool_choice names {value.function.name!r}, which is not in tools", field="tool_choice"
         )
-    if name not in names:
-        raise InvalidRequest(f"tool_choice names {name!r}, which is not in tools", field="tool_choice")
-    return name
+    return value.function.name
 
 
 # -- responses -------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -11,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from mmstudio.domain.endpoints import normalize_base_url
 from mmstudio.domain.types import Endpoint, HealthState, ModelView, RegisteredEndpoint
+from mmstudio.web.constraints import SPACE, RequestModel, compile_pattern
 
 
 class HealthPublic(BaseModel):
@@ -138,11 +138,11 @@ class DetectionPublic(BaseModel):
     error: str | None
 
 
-class DetectionList(BaseModel):
+class DetectionList(RequestModel):
     results: list[DetectionPublic]
 
 
-class ModelName(BaseModel):
+class ModelName(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=300, description="the model's name on the endpoint")
@@ -159,12 +159,16 @@ RegistrablePlatform = Literal[
 # A base URL the studio can reach: http(s), a host name or IPv4 address (or [::1]), a port up to 65535
 # and a path. The domain's `normalize_base_url` says precisely what is wrong with anything else.
 PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
-BASE_URL = rf"^\s*https?://(?:[A-Za-z0-9._~-]+|\[::1\])(?::{PORT})?(?:/\S*)?\s*$"
+LABEL = r"[A-Za-z0-9_~-]{1,63}"
+BASE_URL = rf"^[{SPACE}]*https?://(?:{LABEL}(?:\.{LABEL})*|\[::1\])(?::{PORT})?(?:/[^{SPACE}]*)?[{SPACE}]*$"
+
+
+_BASE_URL = compile_pattern(BASE_URL)
 
 
 def _base_url(value: str) -> str:
     normalize_base_url(value)  # raises InvalidRequest naming the problem
-    if re.search(BASE_URL, value) is None:
+    if _BASE_URL.search(value) is None:
         raise PydanticCustomError(
             "base_url", "base_url '{value}' is not http(s)://host[:port][/path]", {"value": value[:100]}
         )
@@ -182,7 +186,7 @@ BaseUrl = Annotated[
 ]
 
 
-class EndpointCreate(BaseModel):
+class EndpointCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -210,7 +214,7 @@ class EndpointCreate(BaseModel):
         return self
 
 
-class EndpointTest(BaseModel):
+class EndpointTest(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     platform: RegistrablePlatform

@@ -15,9 +15,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio import __version__
+from mmstudio.domain.story import exchange
 from mmstudio.domain.story.exchange import model_name
 from mmstudio.domain.story.service import (
     MAX_CHOICE,
@@ -31,16 +32,25 @@ from mmstudio.domain.story.service import (
 )
 from mmstudio.domain.story.types import STORY_SORTS, Character, Scene, Story, StoryTree
 from mmstudio.errors import InvalidRequest
-from mmstudio.web.bodies import PAGE_PARAMETERS, body_schema, int_param, parse_body
+from mmstudio.web.bodies import (
+    IMAGE_UPLOAD_TYPES,
+    PAGE_PARAMETERS,
+    body_schema,
+    check_form,
+    int_param,
+    parse_body,
+    upload_body,
+)
+from mmstudio.web.constraints import RequestModel
 from mmstudio.web.deps import StudioDep
-from mmstudio.web.images_api import asset_bytes, asset_thumb, tier_asset
+from mmstudio.web.images_api import MEDIA_RESPONSES, THUMB_RESPONSES, asset_bytes, asset_thumb, tier_asset
 from mmstudio.web.sse import sse_event, sse_response, with_keepalive
 from mmstudio.web.ui.templating import templates
 
 router = APIRouter(tags=["stories"])
 
 
-class StoryIn(BaseModel):
+class StoryIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     premise: str = Field(min_length=1, max_length=MAX_PREMISE)
@@ -51,20 +61,20 @@ class StoryIn(BaseModel):
     video_mode: bool = Field(default=False, description="a short video clip for each scene")
 
 
-class ChoiceIn(BaseModel):
+class ChoiceIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     choice: int | None = Field(default=None, ge=0, le=3, description="the index of one of the choices")
     text: str | None = Field(default=None, min_length=1, max_length=MAX_CHOICE, description="your own")
 
 
-class SaveIn(BaseModel):
+class SaveIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, min_length=1, max_length=200, description="your own title")
 
 
-class CharacterIn(BaseModel):
+class CharacterIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=MAX_NAME)
@@ -72,7 +82,7 @@ class CharacterIn(BaseModel):
     photo_ids: list[str] = Field(default_factory=list, max_length=MAX_PHOTOS, description="uploaded photos")
 
 
-class CharacterPatch(BaseModel):
+class CharacterPatch(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
@@ -217,7 +227,7 @@ async def gallery(tier: str, request: Request, studio: StudioDep) -> JSONRespons
         raise InvalidRequest(f"limit must be between 1 and 100, got {limit}", field="limit")
     if offset < 0:
         raise InvalidRequest(f"offset must be 0 or more, got {offset}", field="offset")
-    sort = request.query_params.get("sort") or "updated"
+    sort = request.query_params.get("sort", "updated")
     if sort not in STORY_SORTS:
         raise InvalidRequest(f"sort must be one of {', '.join(STORY_SORTS)}", field="sort")
     q = (request.query_params.get("q") or "").strip()[:200] or None
@@ -311,14 +321,14 @@ async def retry_scene_video(tier: str, scene_id: str, studio: StudioDep) -> JSON
 # -- the tier's media --------------------------------------------------------------------------------
 
 
-@router.get("/api/stories/{tier}/media/{asset_id}")
+@router.get("/api/stories/{tier}/media/{asset_id}", responses=MEDIA_RESPONSES)
 async def tier_media(tier: str, asset_id: str, request: Request, studio: StudioDep) -> Response:
     """A scene's image or video, a character's photo: only under its own tier."""
     studio.stories.tiers.get(tier)
     return await asset_bytes(request, studio, await tier_asset(studio, asset_id, tier))
 
 
-@router.get("/api/stories/{tier}/media/{asset_id}/thumb")
+@router.get("/api/stories/{tier}/media/{asset_id}/thumb", responses=THUMB_RESPONSES)
 async def tier_media_thumb(tier: str, asset_id: str, request: Request, studio: StudioDep) -> Response:
     studio.stories.tiers.get(tier)
     return await asset_thumb(request, studio, await tier_asset(studio, asset_id, tier))
@@ -327,7 +337,11 @@ async def tier_media_thumb(tier: str, asset_id: str, request: Request, studio: S
 # -- characters (memory mode) ------------------------------------------------------------------------
 
 
-@router.post("/api/stories/{tier}/photos", status_code=201)
+@router.post(
+    "/api/stories/{tier}/photos",
+    status_code=201,
+    openapi_extra=upload_body({"file": "a photo (PNG, JPEG, WebP, GIF)"}, content_types=IMAGE_UPLOAD_TYPES),
+)
 async def upload_photo(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
     """A character's reference photo (multipart field `file`), checked and cleaned like every upload."""
     studio.stories.tiers.get(tier)
@@ -339,6 +353,7 @@ async def upload_photo(tier: str, request: Request, studio: StudioDep) -> JSONRe
         item = form.get("file")
         if item is None or isinstance(item, str):
             raise InvalidRequest("send the photo as a multipart file field named 'file'", field="file")
+        check_form(form, {"file"})
         data, filename = await item.read(), item.filename or "photo"
     asset = await studio.stories.upload_photo(tier, data, filename)
     url = f"/api/stories/{tier}/media/{asset.id}"
@@ -416,7 +431,10 @@ async def export_json(tier: str, story_id: str, studio: StudioDep) -> Response:
     return Response(body, media_type="application/json", headers=_download(data, "json"))
 
 
-@router.get("/api/stories/{tier}/stories/{story_id}/export.html")
+@router.get(
+    "/api/stories/{tier}/stories/{story_id}/export.html",
+    responses={200: {"description": "the story as one HTML page", "content": {"text/html": {}}}},
+)
 async def export_html(tier: str, story_id: str, studio: StudioDep) -> Response:
     """The story as one self-contained web page (pictures and videos inside) to read anywhere."""
     data = await studio.stories.export(tier, story_id)
@@ -446,7 +464,13 @@ async def export_html(tier: str, story_id: str, studio: StudioDep) -> Response:
     return Response(html, media_type="text/html; charset=utf-8", headers=_download(data, "html"))
 
 
-@router.post("/api/stories/{tier}/import", status_code=201)
+@router.post(
+    "/api/stories/{tier}/import",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": exchange.FILE_SCHEMA}}}
+    },
+)
 async def import_story(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
     """A story file (the seed's older format, or an export) into the tier's gallery."""
     raw = await request.body()

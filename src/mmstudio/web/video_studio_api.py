@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mmstudio.domain.video.projects import (
     ASPECT_RATIOS,
@@ -21,6 +21,7 @@ from mmstudio.domain.video.projects import (
 )
 from mmstudio.domain.video.studio import ClipView, ProjectView
 from mmstudio.web.bodies import body_schema, parse_body
+from mmstudio.web.constraints import RequestModel
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.jobs_api import job_json, video_model_json
 
@@ -30,7 +31,7 @@ Camera = Field(default=None, ge=RANGES["pan_x"][0], le=RANGES["pan_x"][1])  # th
 Tune = Field(default=None, ge=RANGES["stability"][0], le=RANGES["stability"][1])
 
 
-class ProjectIn(BaseModel):
+class ProjectIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -38,7 +39,7 @@ class ProjectIn(BaseModel):
     resolution: str = Field(default="720p", json_schema_extra={"enum": list(RESOLUTIONS)})
 
 
-class ProjectPatch(BaseModel):
+class ProjectPatch(RequestModel):
     """Only the fields sent are written (two tabs changing different fields both keep theirs)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -67,26 +68,26 @@ class ProjectPatch(BaseModel):
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT)
 
 
-class ClipIn(BaseModel):
+class ClipIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     asset_id: str = Field(description="a video in the media store (an upload or a generated one)")
 
 
-class TrimIn(BaseModel):
+class TrimIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     trim_in_s: float = Field(default=0.0, ge=0)
     trim_out_s: float | None = Field(default=None, gt=0, description="null: to the clip's end")
 
 
-class OrderIn(BaseModel):
+class OrderIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     clip_ids: list[str] = Field(description="every clip of the timeline, each once, in the new order")
 
 
-class UndoIn(BaseModel):
+class UndoIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     clip_id: str | None = Field(default=None, description="the clip to restore; default: the last deleted")
@@ -165,7 +166,7 @@ async def reorder(project_id: str, request: Request, studio: StudioDep) -> JSONR
     return JSONResponse(view_json(await studio.video_studio.view(project_id)))
 
 
-class RetryIn(BaseModel):
+class RetryIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     confirm: bool = Field(default=False, description="true: make a second paid submission of a shot")
@@ -185,7 +186,7 @@ async def retry_clip(project_id: str, clip_id: str, request: Request, studio: St
     return JSONResponse({"clip": clip_json(clip), "job": job_json(job)}, status_code=202)
 
 
-class ExportIn(BaseModel):
+class ExportIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     fps: int = Field(default=24, ge=1, le=60, description="frames per second of the film")

@@ -18,6 +18,7 @@ from mmstudio.domain.chat.types import (
     RoutingProfileName,
     text_of,
 )
+from mmstudio.domain.times import parse_time
 from mmstudio.errors import InvalidRequest
 
 FORMAT = "mmstudio.conversation"
@@ -110,11 +111,10 @@ async def export_markdown(store: ChatStore, conversation_id: str) -> str:
 def _when(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidRequest(f"{field} is not an ISO date-time: {value!r}", field=field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parse_time(value, date_only=False) if isinstance(value, str) else None
+    if parsed is None:
+        raise InvalidRequest(f"{field} is not an RFC 3339 date-time: {value!r}", field=field)
+    return parsed
 
 
 def _check(document: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

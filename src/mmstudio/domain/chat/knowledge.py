@@ -20,11 +20,11 @@ from mmstudio.domain.chat.documents import (
     detect_kind,
     extract,
 )
+from mmstudio.domain.ids import is_id
 from mmstudio.errors import InvalidRequest, PayloadTooLarge
 
 BYTES_PER_MB: Final = 1_000_000  # as `limits.max_body_mb` counts them
 MAX_FILENAME_CHARS: Final = 200
-MAX_ID_CHARS: Final = 36  # ids are UUIDs; the columns are String(36)
 MAX_MEMORY_CHARS: Final = 2000
 MAX_QUERY_TERMS: Final = 32
 MAX_TERM_CHARS: Final = 64
@@ -303,8 +303,11 @@ def _extract_and_chunk(data: bytes, filename: str, content_type: str | None) -> 
 def _conversation_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    if len(value) > MAX_ID_CHARS or not value.isprintable():
-        raise InvalidRequest(f"{value[:60]!r} is not a conversation id", field="conversation_id")
+    if not is_id(value):
+        raise InvalidRequest(
+            f"{value[:60]!r} is not a conversation id (ids are 1 to 36 letters, digits or ._:-)",
+            field="conversation_id",
+        )
     return value
 
 

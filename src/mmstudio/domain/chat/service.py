@@ -32,7 +32,7 @@ from mmstudio.domain.chat.types import (
 )
 from mmstudio.domain.registry import ModelRegistry
 from mmstudio.domain.router import RouteOptions, Router
-from mmstudio.errors import InvalidRequest, NotFound, StudioError
+from mmstudio.errors import InvalidRequest, ModelNotFound, NotFound, StudioError
 from mmstudio.providers.base import ChatRequest
 from mmstudio.providers.base import Message as WireMessage
 
@@ -183,9 +183,10 @@ class ChatService:
         parts = user_parts(content)
         created = False
         path: list[Message] = []  # root → the parent of the new message
+        conversation_id, parent_id = conversation_id or None, parent_id or None
+        if conversation_id is None and parent_id is not None:
+            conversation_id = (await self.store.get_message(parent_id)).conversation_id  # a parent names it
         if conversation_id is None:
-            if parent_id is not None:
-                raise InvalidRequest("parent_id needs its conversation_id", field="parent_id")
             conversation = await self.create_conversation(
                 model=model, prompt_profile_id=prompt_profile_id, routing_profile=routing_profile
             )
@@ -281,21 +282,32 @@ class ChatService:
     # -- internals -------------------------------------------------------------------------------
 
     def _check_model(self, model: str | None, routing_profile: str) -> str | None:
-        """Resolve a model reference now (unknown → 400 listing models); the agent needs tools."""
+        """Resolve a model reference now (unknown, or not a chat model → ModelNotFound listing the
+        chat models); the agent needs tools."""
         if not model or not model.strip():
             return None
         resolved = self.registry.resolve(model)
         entry = resolved.entry
         if entry.modality not in ("chat", "code"):
-            raise InvalidRequest(
-                f"{resolved.display_name} ({entry.id}) is a {entry.modality} model, not a chat model",
-                field="model",
+            chat = [v.entry.id for v in self.registry.views() if v.entry.modality in ("chat", "code")]
+            raise ModelNotFound(
+                model,
+                chat,
+                f"{resolved.display_name} ({entry.id}) is a {entry.modality} model, not a chat model; "
+                f"chat models: {', '.join(chat) or 'none yet'}",
             )
         if routing_profile == "agent" and entry.capabilities_declared and not entry.capabilities.tools:
-            raise InvalidRequest(
+            tools = [
+                v.entry.id
+                for v in self.registry.views()
+                if v.entry.modality in ("chat", "code") and v.entry.capabilities.tools
+            ]
+            raise ModelNotFound(
+                model,
+                tools,
                 f"{resolved.display_name} ({entry.id}) cannot call tools, and the agent profile needs a "
-                "model that can; choose a model with tool support or the direct profile",
-                field="model",
+                f"model that can; choose a model with tool support ({', '.join(tools[:20]) or 'none yet'}) "
+                "or the direct profile",
             )
         return entry.id
 

@@ -67,7 +67,7 @@ class JobService:
         """Persist the job (before any upstream call); an idempotency key already used returns the job
         it made, and the flag is False."""
         if depends_on is not None and await self.store.get(depends_on) is None:
-            raise InvalidRequest(f"after_job: no job {depends_on!r}", field="after_job")
+            raise NotFound(f"after_job: no job {depends_on!r}", field="after_job")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", field="Idempotency-Key")
         job, created = await self.store.create(

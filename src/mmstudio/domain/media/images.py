@@ -160,8 +160,8 @@ class ImageService:
         ]
 
     def resolve_image_model(self, ref: str) -> Resolved:
-        """An image model by id, alias or name; a chat model or an unknown name is a 400 listing the
-        image models available now."""
+        """An image model by id, alias or name; a chat model or an unknown name is a ModelNotFound
+        listing the image models available now."""
         available = self.image_model_ids()
         listing = ", ".join(available) or "none right now. " + NO_IMAGE_MODEL
         try:
@@ -171,9 +171,10 @@ class ImageService:
                 ref, available, f"Unknown image model {ref!r}. Image models available now: {listing}"
             ) from None
         if resolved.entry.modality != "image":
-            raise InvalidRequest(
+            raise ModelNotFound(
+                ref,
+                available,
                 f"{resolved.entry.id} is a {resolved.entry.modality} model; image models: {listing}",
-                field="model",
             )
         return resolved
 
@@ -251,7 +252,7 @@ class ImageService:
             for asset_id in ids:
                 asset = await self.store.get(asset_id)
                 if asset is None or not asset.mime.startswith("image/"):
-                    raise InvalidRequest(
+                    raise NotFound(
                         f"{field_name}: no image {asset_id!r} (upload it with POST /api/media)",
                         field=field_name,
                     )
@@ -386,7 +387,7 @@ class ImageService:
     async def _input(self, asset_id: str | None, field_name: str) -> InputImage:
         asset = await self.store.get(asset_id) if asset_id else None
         if asset is None or not asset.mime.startswith("image/"):
-            raise InvalidRequest(
+            raise NotFound(
                 f"{field_name}: no image {asset_id!r} (upload it with POST /api/media)", field=field_name
             )
         data = await self.store.read_bytes(asset)

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from mmstudio.errors import InvalidRequest
 from mmstudio.providers.media.base import ImageCapabilities
 
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[xX×]\s*(\d{2,5})\s*$")  # noqa: RUF001 (the multiplication sign is accepted too)
-_RATIO = re.compile(r"^\s*(\d{1,3})\s*:\s*(\d{1,3})\s*$")
+# What a size may look like (its bounds are checked after): `auto` or nothing, WIDTHxHEIGHT (the
+# multiplication sign too) or W:H, with spaces around. SIZE_PATTERN is all three, as the API declares it.
+_AUTO_TEXT = r" *(?:[Aa][Uu][Tt][Oo])? *"
+_SIZE_TEXT = r" *([0-9]{2,5}) *[xX×] *([0-9]{2,5}) *"  # noqa: RUF001 (the multiplication sign is accepted too)
+_RATIO_TEXT = r" *([0-9]{1,3}) *: *([0-9]{1,3}) *"
+SIZE_PATTERN = f"^(?:{_AUTO_TEXT}|{_SIZE_TEXT}|{_RATIO_TEXT})$"
+_AUTO, _SIZE, _RATIO = (re.compile(rf"{p}\Z") for p in (_AUTO_TEXT, _SIZE_TEXT, _RATIO_TEXT))
 MIN_SIDE, MAX_SIDE, STEP = 64, 2048, 8
 FREE_FORM_LONG_SIDE = 1024  # a ratio asked of an engine that takes any size
 
@@ -43,7 +48,7 @@ class Mapped:
 
 def parse_shape(raw: str | None) -> Shape | None:
     """`"1024x768"`, `"16:9"`, or None/"auto" (the model's default); anything else is a 400."""
-    if raw is None or not raw.strip() or raw.strip().lower() == "auto":
+    if raw is None or _AUTO.match(raw):
         return None
     if match := _SIZE.match(raw):
         width, height = int(match[1]), int(match[2])

@@ -15,10 +15,11 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mmstudio.domain.story.types import Scene, StoryTree
+from mmstudio.domain.times import parse_time
 from mmstudio.errors import InvalidRequest
 
 FORMAT = 2
@@ -85,12 +86,80 @@ def _media(value: object, where: str, kind: str) -> tuple[str, bytes] | None:
         raise InvalidRequest(f"{where} is not valid base64", field=where) from None
 
 
+def _text_schema(limit: int, *, required: bool = False) -> dict[str, Any]:
+    text: dict[str, Any] = {"type": "string", "maxLength": limit}
+    if required:
+        text["pattern"] = NOT_BLANK
+        return text
+    return {"anyOf": [text, {"type": "null"}]}
+
+
+def _media_schema(kind: str) -> dict[str, Any]:
+    prefix = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in f"data:{kind}/")
+    pattern = rf"^(?:{prefix}[A-Za-z0-9.+-]+;[bB][aA][sS][eE]64,{BASE64_BODY})?$"
+    return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
+
+
+NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+BASE64_BODY = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+_SCENE_TEXT = _text_schema(20_000, required=True)
+FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "a story file (an export of this studio, or the seed's older format 1)",
+    "required": ["premise", "scenes"],
+    "properties": {
+        "format": {"enum": [1, FORMAT], "default": 1},
+        "title": _text_schema(200),
+        "premise": _text_schema(4000, required=True),
+        "text_model": _text_schema(400),
+        "image_model": _text_schema(400),
+        "video_model": _text_schema(400),
+        "video_mode": {"type": "boolean"},
+        "memory_mode": {"type": "boolean"},
+        "created": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "scenes": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_SCENES,
+            "description": "a tree: each scene's `parent` is an earlier scene's id (the first has none)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"description": "its id in the file (default: its index)"},
+                    "parent": {"description": "an earlier scene's id; null for the first scene"},
+                    "choice": {"description": "what the reader chose there"},
+                    "title": _text_schema(200),
+                    "image_prompt": _text_schema(4000),
+                    "choices": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+                            {"type": "null"},
+                        ]
+                    },
+                    "image_url": _media_schema("image"),
+                    "video_url": _media_schema("video"),
+                },
+                "anyOf": [
+                    {"required": ["text"], "properties": {"text": _SCENE_TEXT}},
+                    {
+                        "required": ["narrative"],
+                        "properties": {"narrative": _SCENE_TEXT},
+                        "not": {"required": ["text"]},
+                    },
+                ],
+            },
+        },
+    },
+}
+"""The JSON Schema of what `parse` reads, but its tree rules (ids unique, parents first)."""
+
+
 def parse(data: object) -> ImportedStory:
     """A story file (either version) checked field by field: a 400 naming the first wrong field."""
     if not isinstance(data, dict):
         raise InvalidRequest("a story file is a JSON object", field="body")
     version = data.get("format", 1)
-    if version not in (1, FORMAT):
+    if isinstance(version, bool) or version not in (1, FORMAT):
         raise InvalidRequest(f"format must be 1 or {FORMAT}, not {version!r}", field="format")
     raw_scenes = data.get("scenes")
     if not isinstance(raw_scenes, list) or not raw_scenes or len(raw_scenes) > MAX_SCENES:
@@ -115,10 +184,12 @@ def parse(data: object) -> ImportedStory:
         if key in seen:
             raise InvalidRequest(f"{where}.id {key!r} is used twice", field=f"{where}.id")
         seen.add(key)
-        choices = raw.get("choices") or []
+        choices = raw.get("choices")
+        choices = [] if choices is None else choices
         if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices) or len(choices) > 10:
             raise InvalidRequest(f"{where}.choices must be a list of texts", field=f"{where}.choices")
         choice = raw.get("choice")
+        video = _media(raw.get("video_url"), f"{where}.video_url", "video")
         scenes.append(
             ImportedScene(
                 key=key,
@@ -134,26 +205,25 @@ def parse(data: object) -> ImportedStory:
                 image_prompt=_text(raw, "image_prompt", where, limit=4000),
                 choices=tuple(choices),
                 image=_media(raw.get("image_url"), f"{where}.image_url", "image"),
-                video=_media(raw.get("video_url"), f"{where}.video_url", "video") if version >= 2 else None,
+                video=video if version >= 2 else None,  # checked in either version; v1 has no videos
             )
         )
     created = data.get("created")
-    created_at = None
-    if isinstance(created, str):
-        try:
-            created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest("created must be an ISO 8601 date and time", field="created") from None
-        if created_at.tzinfo is None:
-            created_at = created_at.replace(tzinfo=UTC)
+    created_at = parse_time(created, date_only=False) if isinstance(created, str) else None
+    if created is not None and created_at is None:
+        raise InvalidRequest("created must be an RFC 3339 date and time", field="created")
+    for flag in ("video_mode", "memory_mode"):
+        if not isinstance(data.get(flag, False), bool):
+            raise InvalidRequest(f"{flag} must be true or false", field=flag)
     image_model = _text(data, "image_model", "story", limit=400) or "dalle"
+    video_model = _text(data, "video_model", "story", limit=400) or None
     return ImportedStory(
         format=version,
         title=_text(data, "title", "story", limit=200) or scenes[0].title,
         premise=_text(data, "premise", "story", required=True, limit=4000),
         text_model=_text(data, "text_model", "story", limit=400),
         image_model=image_model,
-        video_model=(_text(data, "video_model", "story", limit=400) or None) if version >= 2 else None,
+        video_model=video_model if version >= 2 else None,
         video_mode=bool(data.get("video_mode", False)) if version >= 2 else False,
         memory_mode=bool(data.get("memory_mode", False)),
         created_at=created_at,

@@ -30,7 +30,7 @@ from mmstudio.domain.story.tiers import Tiers, check_allowed
 from mmstudio.domain.story.types import Character, Scene, Story, StoryPage, StoryTree
 from mmstudio.domain.video.models import NEVER_DEFAULT, NO_VIDEO_MODEL, VideoModels
 from mmstudio.domain.video.service import VideoOrder, VideoService
-from mmstudio.errors import InvalidRequest, NoModelRegistered, NotFound, StudioError
+from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelRegistered, NotFound, StudioError
 from mmstudio.providers.base import ChatRequest, Message
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,8 @@ class StoryService:
             model = self.registry.resolve(model).entry.id
         except NotFound:
             if asked:
-                raise InvalidRequest(
-                    f"{asked} is not an image model here; usable: {', '.join(usable)}", field="image_model"
+                raise ModelNotFound(
+                    asked, usable, f"{asked} is not an image model here; usable: {', '.join(usable)}"
                 ) from None
             return usable[0]  # the tier's default is not set up on this studio: the first usable one
         if model not in usable:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from mmstudio.domain.video.handler import VideoModel
 from mmstudio.domain.video.local import LocalVideoEngines
-from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelRegistered
+from mmstudio.errors import InvalidRequest, ModelNotFound, NoModelAvailable, NoModelRegistered
 from mmstudio.providers.media import CLOUD_VIDEO_MODELS, cloud_video_models
 from mmstudio.providers.media.video_base import VideoAdapter, VideoCapabilities
 
@@ -128,8 +128,9 @@ class VideoModels:
         (no key, engine offline) like any other failure, so the next model is tried."""
         entry = self.entry(ref)
         if usable_only and not entry.usable:
-            raise InvalidRequest(
-                f"{entry.display_name} ({entry.id}) is not usable: {entry.reason}", field="model"
+            raise NoModelAvailable(
+                f"{entry.display_name} ({entry.id}) is not usable: {entry.reason}",
+                [(entry.id, entry.reason or "")],
             )
         adapter = self.local.adapter(entry.provider) if entry.local and self.local is not None else None
         if adapter is None:
@@ -153,8 +154,9 @@ class VideoModels:
         an image are left out of the fallbacks. `has_image` None (a listing) leaves both in."""
         chosen = self.entry(ref) if ref else None
         if chosen is not None and not chosen.usable:
-            raise InvalidRequest(
-                f"{chosen.display_name} ({chosen.id}) is not usable: {chosen.reason}", field="model"
+            raise NoModelAvailable(
+                f"{chosen.display_name} ({chosen.id}) is not usable: {chosen.reason}",
+                [(chosen.id, chosen.reason or "")],
             )
         if chosen is not None and has_image is False and not chosen.capabilities.text_to_video:
             raise InvalidRequest(

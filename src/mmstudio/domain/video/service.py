@@ -11,7 +11,7 @@ from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.media.store import MediaStore
 from mmstudio.domain.video.fit import fit, size_of
 from mmstudio.domain.video.models import VideoModels
-from mmstudio.errors import InvalidRequest
+from mmstudio.errors import InvalidRequest, NotFound
 from mmstudio.providers.media.video_base import CameraMove
 
 MAX_PROMPT = 4000
@@ -68,7 +68,7 @@ class VideoService:
             if asset_id:
                 asset = await self.store.get(asset_id)
                 if asset is None or not asset.mime.startswith("image/"):
-                    raise InvalidRequest(
+                    raise NotFound(
                         f"{name}: no image {asset_id!r} (upload it with POST /api/media)", field=name
                     )
         if order.camera is not None and (

@@ -203,7 +203,7 @@ class VideoStudio:
     async def _image(self, asset_id: str, field: str) -> MediaAsset:
         asset = await self.media.get(asset_id)
         if asset is None:
-            raise InvalidRequest(f"{field}: no image {asset_id!r} in the media store (deleted?)", field=field)
+            raise NotFound(f"{field}: no image {asset_id!r} in the media store (deleted?)", field=field)
         if not asset.mime.startswith("image/"):
             raise InvalidRequest(f"{field}: {asset_id!r} is a {asset.mime} file, not an image", field=field)
         return asset
@@ -222,8 +222,12 @@ class VideoStudio:
         """An uploaded (or gallery) video as a clip at the end of the timeline."""
         await self.get(project_id)
         asset = await self.media.get(asset_id)
-        if asset is None or not asset.mime.startswith("video/"):
-            raise InvalidRequest(f"asset_id: no video {asset_id!r} in the media store", field="asset_id")
+        if asset is None:
+            raise NotFound(f"asset_id: no video {asset_id!r} in the media store", field="asset_id")
+        if not asset.mime.startswith("video/"):
+            raise InvalidRequest(
+                f"asset_id: {asset_id!r} is a {asset.mime} file, not a video", field="asset_id"
+            )
         return await self.projects.add_clip(project_id, settings=ShotSettings(), asset_id=asset_id)
 
     async def trim(self, project_id: str, clip_id: str, trim_in_s: float, trim_out_s: float | None) -> Clip:
