@@ -175,13 +175,16 @@ DATE_TIME = Rule(_date_time, {"format": "date-time"})
 
 
 def _whole_numbers(value: Any) -> Any:
-    """`value` with every float that is a whole number (JSON's `1.0`) as an int, throughout."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
+    """`value` with every float that is a whole number (JSON's `1.0`) as an int, throughout; the value
+    itself (no copy) when it holds none, which is nearly always."""
+    if type(value) is float:
+        return int(value) if value.is_integer() and abs(value) < 2**63 else value
+    if type(value) is dict:
+        changed = {k: w for k, v in value.items() if (w := _whole_numbers(v)) is not v}
+        return {**value, **changed} if changed else value
+    if type(value) is list:
+        items = [_whole_numbers(v) for v in value]
+        return items if any(w is not v for w, v in zip(items, value, strict=True)) else value
     return value
 
 
