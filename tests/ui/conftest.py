@@ -12,9 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.gateway.conftest import engines, live, lmstudio, ollama  # noqa: F401 - fixtures for browser tests
+
+# What a page shows after a job's worker, a stream or an engine moves can take longer than Playwright's
+# 5 s while the other test processes (schemathesis's 90 s run among them) hold both cores. A failure
+# only takes longer to say so.
+expect.set_options(timeout=15_000)
 
 CHROMIUM = os.environ.get("MMSTUDIO_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
