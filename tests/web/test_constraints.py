@@ -9,9 +9,8 @@ from typing import Annotated
 import pytest
 from pydantic import ValidationError
 
+from mmstudio.domain.patterns import NOT_BLANK, SPACE
 from mmstudio.web.constraints import (
-    NOT_BLANK,
-    SPACE,
     RequestModel,
     between,
     compile_pattern,

@@ -42,6 +42,11 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
+    return validate(model, await json_object(request))
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what it is instead."""
     raw = await request.body()
     try:
         payload = json.loads(raw) if raw else None
@@ -49,7 +54,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", field="body") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object", field="body")
-    return validate(model, payload)
+    return payload
 
 
 def validate(model: type[M], payload: dict[str, Any]) -> M:
@@ -103,6 +108,21 @@ IMAGE_UPLOAD_TYPES = "image/png, image/jpeg, image/webp, image/gif"
 """What an image upload may be (`encoding.contentType` of its file part)."""
 
 
+def file_encoding(names: tuple[str, ...], content_types: str) -> dict[str, Any]:
+    """The `encoding` of a form's file parts: their types, and a filename on each (a part without one
+    is a plain text field to a form parser)."""
+    disposition = 'form-data; name="{0}"; filename="{0}"'
+    return {
+        name: {
+            "contentType": content_types,
+            "headers": {
+                "Content-Disposition": {"schema": {"type": "string", "example": disposition.format(name)}}
+            },
+        }
+        for name in names
+    }
+
+
 def upload_body(
     files: dict[str, str],
     *,
@@ -126,17 +146,7 @@ def upload_body(
         "additionalProperties": False,
     }
     # A file part without a filename is a plain field to a form parser: every file part has one.
-    encoding = {
-        name: {
-            "contentType": content_types,
-            "headers": {
-                "Content-Disposition": {
-                    "schema": {"type": "string", "example": f'form-data; name="{name}"; filename="{name}"'}
-                }
-            },
-        }
-        for name in files
-    }
+    encoding = file_encoding(tuple(files), content_types)
     return {
         "requestBody": {
             "required": True,
@@ -153,3 +163,18 @@ def check_form(form: Any, allowed: set[str]) -> None:
             f"unknown form field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}",
             field=unknown[0],
         )
+
+
+async def read_upload(request: Request, what: str) -> tuple[bytes, str | None]:
+    """The bytes and filename of the one file a form sends as `file` (`what` names it in errors), or a
+    400 saying how to send it; the form holds nothing else."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidRequest(
+            f"send the {what} as multipart/form-data, in a file field named 'file'", field="file"
+        )
+    async with request.form(max_files=1, max_fields=4) as form:
+        item = form.get("file")
+        if item is None or isinstance(item, str):
+            raise InvalidRequest(f"send the {what} as a multipart file field named 'file'", field="file")
+        check_form(form, {"file"})
+        return await item.read(), item.filename

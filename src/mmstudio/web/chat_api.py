@@ -14,10 +14,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ConfigDict, Field
 
+from mmstudio.domain.patterns import NOT_BLANK
 from mmstudio.domain.router import RoutedStream, RouteInfo
 from mmstudio.errors import InvalidRequest, ModelNotFound
 from mmstudio.providers.base import ChatRequest, StreamEvent, Usage
-from mmstudio.web.constraints import NOT_BLANK, RequestModel
+from mmstudio.web.constraints import RequestModel
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.openai_wire import MessageIn, convert_messages

@@ -9,7 +9,6 @@ the service, not by this response: closing the connection does not stop it, and
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -40,18 +39,10 @@ from mmstudio.domain.chat.types import (
     Message,
     PromptProfile,
 )
+from mmstudio.domain.patterns import NOT_BLANK
 from mmstudio.errors import InvalidRequest
-from mmstudio.web.bodies import MAX_OFFSET, body_schema, parse_body
-from mmstudio.web.constraints import (
-    BASE64,
-    DATE_TIME,
-    NOT_BLANK,
-    RequestModel,
-    http_url,
-    matching,
-    one_of,
-    text,
-)
+from mmstudio.web.bodies import MAX_OFFSET, body_schema, json_object, validate
+from mmstudio.web.constraints import BASE64, DATE_TIME, RequestModel, http_url, matching, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.sse import sse_event, sse_response
 
@@ -416,8 +407,9 @@ async def create_conversation(body: ConversationIn, studio: StudioDep) -> dict[s
 @router.post("/conversations/import", status_code=201, openapi_extra=body_schema(ConversationFile))
 async def import_conversation(request: Request, studio: StudioDep) -> dict[str, Any]:
     """A new conversation from one of our JSON exports (all branches; new ids)."""
-    await parse_body(request, ConversationFile)  # the file's shape; import_json checks its tree
-    conversation = await import_json(studio.conversations.store, json.loads(await request.body()))
+    document = await json_object(request)
+    validate(ConversationFile, document)  # the file's shape; import_json checks its tree
+    conversation = await import_json(studio.conversations.store, document)
     return {"conversation": conversation_json(conversation)}
 
 

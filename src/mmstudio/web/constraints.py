@@ -19,22 +19,19 @@ from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaH
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from mmstudio.domain.ids import ID_PATTERN
+from mmstudio.domain.patterns import BASE64_BODY, ID_PATTERN, NOT_BLANK, SPACE
 from mmstudio.domain.times import parse_time
 
 # Every pattern is read the way JSON Schema reads it (ECMA-262): `\d` and `\w` over ASCII, and a
 # closing `$` only at the very end (Python's `$` also matches before a final newline). Spaces are
-# spelled out, since `\s` differs between the two; SPACE is exactly what Python's `str.strip` removes.
-SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK = rf"[^{SPACE}]"
-"""At least one character that is not a space: a string `strip` leaves something of."""
+# spelled out (`domain.patterns.SPACE`, exactly what `str.strip` removes).
 SAYS_SOMETHING = rf"[^{SPACE}\x00-\x1f\x7f-\x9f]"
 """At least one character that is neither a space nor a control character (what is left of a text
 once control characters are dropped and it is stripped)."""
 HTTP_URL = rf"^https?://[^{SPACE}]"
 ID = ID_PATTERN
 """What an id the studio made (a UUID) looks like."""
-BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+BASE64 = f"^{BASE64_BODY}$"
 """Standard base64 with its padding: what `base64.b64decode(..., validate=True)` reads."""
 
 

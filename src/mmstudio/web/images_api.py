@@ -38,9 +38,9 @@ from mmstudio.web.bodies import (
     IMAGE_UPLOAD_TYPES,
     PAGE_PARAMETERS,
     body_schema,
-    check_form,
     int_param,
     parse_body,
+    read_upload,
     upload_body,
 )
 from mmstudio.web.constraints import RequestModel, between, matching, one_of, text
@@ -323,18 +323,8 @@ async def reuse_image(asset_id: str, studio: StudioDep) -> JSONResponse:
 async def upload(request: Request, studio: StudioDep) -> JSONResponse:
     """Upload a reference photo or an image to edit (multipart field `file`): checked, turned upright
     (EXIF orientation) and stored without its metadata."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise InvalidRequest(
-            "send the image as multipart/form-data, in a file field named 'file'", field="file"
-        )
-    async with request.form(max_files=1, max_fields=4) as form:
-        item = form.get("file")
-        if item is None or isinstance(item, str):
-            raise InvalidRequest("send the image as a multipart file field named 'file'", field="file")
-        check_form(form, {"file"})
-        data = await item.read()
-        filename = item.filename or "upload"
-    asset = await studio.media.save_upload(data, filename)
+    data, filename = await read_upload(request, "image")
+    asset = await studio.media.save_upload(data, filename or "upload")
     return JSONResponse(asset_json(studio, asset), status_code=201)
 
 

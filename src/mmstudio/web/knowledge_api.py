@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from mmstudio.domain.chat.documents import SUPPORTED_TYPES
 from mmstudio.domain.chat.knowledge import MAX_MEMORY_CHARS, Document, Memory, Passage
-from mmstudio.domain.ids import ID_PATTERN
+from mmstudio.domain.patterns import ID_PATTERN
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.bodies import check_form, upload_body
 from mmstudio.web.constraints import SAYS_SOMETHING, RequestModel, an_id, matching

@@ -27,9 +27,10 @@ from mmstudio.domain.media.images import (
     ImageService,
 )
 from mmstudio.domain.media.sizes import SIZE_PATTERN
+from mmstudio.domain.patterns import NOT_BLANK
 from mmstudio.errors import InvalidRequest
 from mmstudio.web.bodies import IMAGE_UPLOAD_TYPES, body_schema, check_form, parse_body, upload_body
-from mmstudio.web.constraints import NOT_BLANK, RequestModel, between, matching, one_of, text
+from mmstudio.web.constraints import RequestModel, between, matching, one_of, text
 from mmstudio.web.deps import StudioDep
 from mmstudio.web.gateway import route_headers, route_options
 from mmstudio.web.images_api import SIZE_DESCRIPTION, SIZE_MESSAGE

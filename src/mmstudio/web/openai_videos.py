@@ -17,7 +17,14 @@ from starlette.datastructures import UploadFile
 from mmstudio.domain.jobs.types import Job
 from mmstudio.domain.video.service import VideoOrder
 from mmstudio.errors import InvalidRequest, NotFound
-from mmstudio.web.bodies import IMAGE_UPLOAD_TYPES, body_schema, check_form, parse_body, upload_body, validate
+from mmstudio.web.bodies import (
+    IMAGE_UPLOAD_TYPES,
+    body_schema,
+    check_form,
+    file_encoding,
+    parse_body,
+    validate,
+)
 from mmstudio.web.constraints import SAYS_SOMETHING, RequestModel, between, matching
 from mmstudio.web.deps import StudioDep
 
@@ -93,9 +100,7 @@ CREATE_BODY["requestBody"]["content"]["multipart/form-data"] = {
             "input_reference": {"type": "string", "format": "binary", "description": "the first frame"},
         },
     },
-    "encoding": upload_body({"input_reference": ""}, content_types=IMAGE_UPLOAD_TYPES)["requestBody"][
-        "content"
-    ]["multipart/form-data"]["encoding"],
+    "encoding": file_encoding(("input_reference",), IMAGE_UPLOAD_TYPES),
 }
 FORM_FIELDS = {"prompt", "model", "seconds", "size", "input_reference"}
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from mmstudio.domain.patterns import BASE64_BODY, SPACE
 from mmstudio.errors import InvalidRequest
 from mmstudio.providers.base import (
     ChatRequest,
@@ -25,7 +26,7 @@ from mmstudio.providers.base import (
     ToolSpec,
     Usage,
 )
-from mmstudio.web.constraints import SPACE, RequestModel, matching
+from mmstudio.web.constraints import RequestModel, matching
 
 # Body fields we pass to the upstream as they are (OpenAI-compatible upstreams understand them).
 PASSTHROUGH = ("presence_penalty", "frequency_penalty", "logit_bias", "user", "parallel_tool_calls")
@@ -38,7 +39,7 @@ class _Open(RequestModel):
 # An image part's URL: an http(s) URL, or a base64 `data:` URL of an image (what `image_part` reads).
 IMAGE_URL = (
     rf"^(?:https?://[^{SPACE}](?:.|\n)*"
-    r"|data:image/[^;,]+;base64,(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)$"
+    rf"|data:image/[^;,]+;base64,{BASE64_BODY})$"
 )
 
 

@@ -9,8 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from mmstudio.domain.endpoints import normalize_base_url
+from mmstudio.domain.patterns import SPACE
 from mmstudio.domain.types import Endpoint, HealthState, ModelView, RegisteredEndpoint
-from mmstudio.web.constraints import SPACE, RequestModel, compile_pattern
+from mmstudio.web.constraints import RequestModel, compile_pattern
 
 
 class HealthPublic(BaseModel):

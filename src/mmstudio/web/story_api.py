@@ -36,9 +36,9 @@ from mmstudio.web.bodies import (
     IMAGE_UPLOAD_TYPES,
     PAGE_PARAMETERS,
     body_schema,
-    check_form,
     int_param,
     parse_body,
+    read_upload,
     upload_body,
 )
 from mmstudio.web.constraints import RequestModel
@@ -345,17 +345,8 @@ async def tier_media_thumb(tier: str, asset_id: str, request: Request, studio: S
 async def upload_photo(tier: str, request: Request, studio: StudioDep) -> JSONResponse:
     """A character's reference photo (multipart field `file`), checked and cleaned like every upload."""
     studio.stories.tiers.get(tier)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise InvalidRequest(
-            "send the photo as multipart/form-data, in a file field named 'file'", field="file"
-        )
-    async with request.form(max_files=1, max_fields=4) as form:
-        item = form.get("file")
-        if item is None or isinstance(item, str):
-            raise InvalidRequest("send the photo as a multipart file field named 'file'", field="file")
-        check_form(form, {"file"})
-        data, filename = await item.read(), item.filename or "photo"
-    asset = await studio.stories.upload_photo(tier, data, filename)
+    data, filename = await read_upload(request, "photo")
+    asset = await studio.stories.upload_photo(tier, data, filename or "photo")
     url = f"/api/stories/{tier}/media/{asset.id}"
     return JSONResponse({"id": asset.id, "url": url, "thumbUrl": f"{url}/thumb"}, status_code=201)
 

@@ -20,7 +20,7 @@ from mmstudio.domain.chat.documents import (
     detect_kind,
     extract,
 )
-from mmstudio.domain.ids import is_id
+from mmstudio.domain.patterns import is_id
 from mmstudio.errors import InvalidRequest, PayloadTooLarge
 
 BYTES_PER_MB: Final = 1_000_000  # as `limits.max_body_mb` counts them

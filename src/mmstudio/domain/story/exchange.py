@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mmstudio.domain.patterns import BASE64_BODY, NOT_BLANK
 from mmstudio.domain.story.types import Scene, StoryTree
 from mmstudio.domain.times import parse_time
 from mmstudio.errors import InvalidRequest
@@ -100,8 +101,6 @@ def _media_schema(kind: str) -> dict[str, Any]:
     return {"anyOf": [{"type": "string", "pattern": pattern}, {"type": "null"}]}
 
 
-NOT_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-BASE64_BODY = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
 _SCENE_TEXT = _text_schema(20_000, required=True)
 FILE_SCHEMA: dict[str, Any] = {
     "type": "object",
